@@ -1,309 +1,465 @@
+//! One connection, served by one thread: read a request whole (head and body, within the
+//! `Limits`), hand it to `Server::recv()`, wait for the answer, write it, and repeat while the
+//! connection is kept alive. All socket I/O happens here, so the worker that answers a request
+//! only ever touches memory.
+
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::str::FromStr;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::mpsc;
+use std::time::Instant;
+
 use ascii::AsciiString;
 
-use std::io::Error as IoError;
-use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read};
+use crate::common::{HTTPVersion, Header, Method, StatusCode};
+use crate::request::Request;
+use crate::{Limits, Shared, Slot};
 
-use std::net::SocketAddr;
-use std::str::FromStr;
+/// Most headers in one request.
+const MAX_HEADERS: usize = 100;
 
-use crate::common::{HTTPVersion, Method};
-use crate::util::RefinedTcpStream;
-use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
-use crate::Request;
-
-/// A ClientConnection is an object that will store a socket to a client
-/// and return Request objects.
-pub struct ClientConnection {
-    // address of the client
-    remote_addr: IoResult<Option<SocketAddr>>,
-
-    // sequence of Readers to the stream, so that the data is not read in
-    //  the wrong order
-    source: SequentialReaderBuilder<BufReader<RefinedTcpStream>>,
-
-    // sequence of Writers to the stream, to avoid writing response #2 before
-    //  response #1
-    sink: SequentialWriterBuilder<BufWriter<RefinedTcpStream>>,
-
-    // Reader to read the next header from
-    next_header_source: SequentialReader<BufReader<RefinedTcpStream>>,
-
-    // set to true if we know that the previous request is the last one
-    no_more_requests: bool,
-
-    // true if the connection goes through SSL
-    secure: bool,
-}
-
-/// Error that can happen when reading a request.
+/// Why a request could not be read; answered with `status` and the connection closed.
 #[derive(Debug)]
-enum ReadError {
-    WrongRequestLine,
-    WrongHeader(HTTPVersion),
-    /// the client sent an unrecognized `Expect` header
-    ExpectationFailed(HTTPVersion),
-    ReadIoError(IoError),
+struct Failure {
+    status: StatusCode,
+    reason: &'static str,
 }
 
-impl ClientConnection {
-    /// Creates a new `ClientConnection` that takes ownership of the `TcpStream`.
-    pub fn new(
-        write_socket: RefinedTcpStream,
-        mut read_socket: RefinedTcpStream,
-    ) -> ClientConnection {
-        let remote_addr = read_socket.peer_addr();
-        let secure = read_socket.secure();
-
-        let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
-        let first_header = source.next().unwrap();
-
-        ClientConnection {
-            source,
-            sink: SequentialWriterBuilder::new(BufWriter::with_capacity(1024, write_socket)),
-            remote_addr,
-            next_header_source: first_header,
-            no_more_requests: false,
-            secure,
-        }
-    }
-
-    /// true if the connection is HTTPS
-    pub fn secure(&self) -> bool {
-        self.secure
-    }
-
-    /// Reads the next line from self.next_header_source.
-    ///
-    /// Reads until `CRLF` is reached. The next read will start
-    ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
-        let mut buf = Vec::new();
-        let mut prev_byte_was_cr = false;
-
-        loop {
-            let byte = self.next_header_source.by_ref().bytes().next();
-
-            let byte = match byte {
-                Some(b) => b?,
-                None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
-            };
-
-            if byte == b'\n' && prev_byte_was_cr {
-                buf.pop(); // removing the '\r'
-                return AsciiString::from_ascii(buf)
-                    .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
-            }
-
-            prev_byte_was_cr = byte == b'\r';
-
-            buf.push(byte);
-        }
-    }
-
-    /// Reads a request from the stream.
-    /// Blocks until the header has been read.
-    fn read(&mut self) -> Result<Request, ReadError> {
-        let (method, path, version, headers) = {
-            // reading the request line
-            let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
-
-                parse_request_line(
-                    line.as_str().trim(), // TODO: remove this conversion
-                )?
-            };
-
-            // getting all headers
-            let headers = {
-                let mut headers = Vec::new();
-                loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
-
-                    if line.is_empty() {
-                        break;
-                    };
-                    headers.push(match FromStr::from_str(line.as_str().trim()) {
-                        // TODO: remove this conversion
-                        Ok(h) => h,
-                        _ => return Err(ReadError::WrongHeader(version)),
-                    });
-                }
-
-                headers
-            };
-
-            (method, path, version, headers)
-        };
-
-        // building the writer for the request
-        let writer = self.sink.next().unwrap();
-
-        // follow-up for next potential request
-        let mut data_source = self.source.next().unwrap();
-        std::mem::swap(&mut self.next_header_source, &mut data_source);
-
-        // building the next reader
-        let request = crate::request::new_request(
-            self.secure,
-            method,
-            path,
-            version.clone(),
-            headers,
-            *self.remote_addr.as_ref().unwrap(),
-            data_source,
-            writer,
-        )
-        .map_err(|e| {
-            use crate::request;
-            match e {
-                request::RequestCreationError::CreationIoError(e) => ReadError::ReadIoError(e),
-                request::RequestCreationError::ExpectationFailed => {
-                    ReadError::ExpectationFailed(version)
-                }
-            }
-        })?;
-
-        // return the request
-        Ok(request)
-    }
+fn fail<T>(status: u16, reason: &'static str) -> Result<T, Failure> {
+    Err(Failure {
+        status: StatusCode(status),
+        reason,
+    })
 }
 
-impl Iterator for ClientConnection {
-    type Item = Request;
+/// A request head as read from the wire.
+pub(crate) struct Head {
+    pub(crate) method: Method,
+    pub(crate) target: String,
+    pub(crate) version: HTTPVersion,
+    pub(crate) headers: Vec<Header>,
+    /// When the first byte of the request arrived.
+    started: Instant,
+}
 
-    /// Blocks until the next Request is available.
-    /// Returns None when no new Requests will come from the client.
-    fn next(&mut self) -> Option<Request> {
-        use crate::{Response, StatusCode};
+impl Head {
+    fn header(&self, name: &'static str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|h| h.field.equiv(name))
+            .map(|h| h.value.as_str())
+    }
 
-        // the client sent a "connection: close" header in this previous request
-        //  or is using HTTP 1.0, meaning that no new request will come
-        if self.no_more_requests {
-            return None;
-        }
-
-        loop {
-            let rq = match self.read() {
-                Err(ReadError::WrongRequestLine) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                Err(ReadError::WrongHeader(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response.raw_print(writer, ver, &[], false, None).ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
-                    // request timeout
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // closing the connection
-                }
-
-                Err(ReadError::ExpectationFailed(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(417));
-                    response.raw_print(writer, ver, &[], true, None).ok();
-                    return None; // TODO: should be recoverable, but needs handling in case of body
-                }
-
-                Err(ReadError::ReadIoError(_)) => return None,
-
-                Ok(rq) => rq,
-            };
-
-            // checking HTTP version
-            if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
-                let response = Response::from_string(
-                    "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
-                )
-                .with_status_code(StatusCode(505));
-                response
-                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                    .ok();
-                continue;
-            }
-
-            // updating the status of the connection
-            let connection_header = rq
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Connection"))
-                .map(|h| h.value.as_str());
-
-            let lowercase = connection_header.map(|h| h.to_ascii_lowercase());
-
-            match lowercase {
-                Some(ref val) if val.contains("close") => self.no_more_requests = true,
-                Some(ref val) if val.contains("upgrade") => self.no_more_requests = true,
-                Some(ref val)
-                    if !val.contains("keep-alive") && *rq.http_version() == HTTPVersion(1, 0) =>
-                {
-                    self.no_more_requests = true
-                }
-                None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
-                _ => (),
-            };
-
-            // returning the request
-            return Some(rq);
+    /// Whether the client allows another request on this connection after this one.
+    fn keep_alive(&self) -> bool {
+        let connection = self.header("Connection").map(str::to_ascii_lowercase);
+        match connection {
+            Some(ref v) if v.contains("close") => false,
+            Some(ref v) if v.contains("keep-alive") => true,
+            _ => self.version >= HTTPVersion(1, 1),
         }
     }
 }
 
-/// Parses a "HTTP/1.1" string.
-fn parse_http_version(version: &str) -> Result<HTTPVersion, ReadError> {
-    let (major, minor) = match version {
-        "HTTP/0.9" => (0, 9),
-        "HTTP/1.0" => (1, 0),
-        "HTTP/1.1" => (1, 1),
-        "HTTP/2.0" => (2, 0),
-        "HTTP/3.0" => (3, 0),
-        _ => return Err(ReadError::WrongRequestLine),
+/// A request body as read from the wire.
+pub(crate) struct Body {
+    pub(crate) data: Vec<u8>,
+    /// Bigger than `Limits::max_body_bytes`; not read, and `data` is empty.
+    pub(crate) too_large: bool,
+    /// The length the client declared, if it declared one.
+    pub(crate) declared: Option<usize>,
+}
+
+/// Serves one connection until the client closes it, stays idle past the idle timeout,
+/// breaks the protocol, or the server stops.
+pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
+    let limits = &shared.limits;
+    let mut reader = match stream.try_clone() {
+        Ok(read_half) => BufReader::with_capacity(4096, read_half),
+        Err(_) => return,
     };
+    let mut writer = stream;
+    loop {
+        if shared.closing.load(SeqCst) {
+            break;
+        }
+        let head = match read_head(&mut reader, limits) {
+            Ok(Some(head)) => head,
+            Ok(None) => break,
+            Err(failure) => {
+                let _ = writer.write_all(&error_response(failure.status, failure.reason));
+                break;
+            }
+        };
+        let body = match read_body(&mut reader, &mut writer, &head, limits) {
+            Ok(body) => body,
+            Err(failure) => {
+                let _ = writer.write_all(&error_response(failure.status, failure.reason));
+                break;
+            }
+        };
+        let keep_alive = head.keep_alive() && !body.too_large && !shared.closing.load(SeqCst);
 
-    Ok(HTTPVersion(major, minor))
+        let (answer_tx, answer_rx) = mpsc::channel();
+        let request = Request::new(head, body, peer, keep_alive, answer_tx);
+        shared.in_flight.fetch_add(1, SeqCst);
+        let in_flight = Slot(&shared.in_flight);
+        shared.messages.push(request);
+        // A request is always answered: `Request`'s destructor answers 500 if nobody did.
+        let written = match answer_rx.recv() {
+            Ok(answer) => writer.write_all(&answer).is_ok(),
+            Err(_) => false,
+        };
+        drop(in_flight);
+        if !written || !keep_alive {
+            break;
+        }
+    }
+    // Let the client read what we wrote before it sees the connection end.
+    let _ = writer.flush();
+    let _ = writer.shutdown(Shutdown::Write);
 }
 
-/// Parses the request line of the request.
-/// eg. GET / HTTP/1.1
-fn parse_request_line(line: &str) -> Result<(Method, String, HTTPVersion), ReadError> {
+/// Reads a request head. `Ok(None)` when the connection ends (or idles out) between requests.
+fn read_head(reader: &mut BufReader<TcpStream>, limits: &Limits) -> Result<Option<Head>, Failure> {
+    // Wait for the first byte; only then does the request's own deadline start.
+    match fill(reader) {
+        Ok(true) => {}
+        Ok(false) | Err(_) => return Ok(None),
+    }
+    let started = Instant::now();
+    let mut budget = limits.max_head_bytes;
+    let mut line = Vec::with_capacity(128);
+
+    // RFC 9112 §2.2: ignore empty lines before the request line.
+    loop {
+        read_line(reader, &mut line, &mut budget, started, limits)?;
+        if !line.is_empty() {
+            break;
+        }
+    }
+    let (method, target, version) = parse_request_line(&line)?;
+
+    let mut headers = Vec::new();
+    loop {
+        read_line(reader, &mut line, &mut budget, started, limits)?;
+        if line.is_empty() {
+            break;
+        }
+        if headers.len() == MAX_HEADERS {
+            return fail(431, "too many request headers");
+        }
+        headers.push(parse_header(&line)?);
+    }
+    Ok(Some(Head {
+        method,
+        target,
+        version,
+        headers,
+        started,
+    }))
+}
+
+/// Waits until the reader has data. `Ok(false)` at end of stream.
+fn fill(reader: &mut BufReader<TcpStream>) -> io::Result<bool> {
+    loop {
+        match reader.fill_buf() {
+            Ok(data) => return Ok(!data.is_empty()),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reads one line into `line`, without its line ending (CRLF, or a bare LF), spending at most
+/// `budget` bytes and finishing before the request's deadline.
+fn read_line(
+    reader: &mut BufReader<TcpStream>,
+    line: &mut Vec<u8>,
+    budget: &mut usize,
+    started: Instant,
+    limits: &Limits,
+) -> Result<(), Failure> {
+    line.clear();
+    loop {
+        let available = match fill(reader) {
+            Ok(true) => reader.buffer(),
+            Ok(false) => return fail(400, "connection closed in the middle of a request"),
+            Err(e) => return Err(io_failure(&e)),
+        };
+        let (take, complete) = match available.iter().position(|&b| b == b'\n') {
+            Some(end) => (end + 1, true),
+            None => (available.len(), false),
+        };
+        if take > *budget {
+            return fail(431, "request head too large");
+        }
+        *budget -= take;
+        line.extend_from_slice(&available[..take]);
+        reader.consume(take);
+        if complete {
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            return Ok(());
+        }
+        if started.elapsed() > limits.idle_timeout {
+            return fail(408, "request not received in time");
+        }
+    }
+}
+
+/// What a failed read means for the client.
+fn io_failure(e: &io::Error) -> Failure {
+    match e.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => Failure {
+            status: StatusCode(408),
+            reason: "request not received in time",
+        },
+        _ => Failure {
+            status: StatusCode(400),
+            reason: "connection failed in the middle of a request",
+        },
+    }
+}
+
+fn parse_request_line(line: &[u8]) -> Result<(Method, String, HTTPVersion), Failure> {
+    let line = match std::str::from_utf8(line) {
+        Ok(line) if line.is_ascii() => line,
+        _ => return fail(400, "request line is not ASCII"),
+    };
     let mut parts = line.split(' ');
+    let (method, target, version) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(m), Some(t), Some(v), None) if !m.is_empty() && !t.is_empty() => (m, t, v),
+        _ => return fail(400, "malformed request line"),
+    };
+    if !method.bytes().all(is_token_byte) {
+        return fail(400, "malformed request method");
+    }
+    let version = match version {
+        "HTTP/1.1" => HTTPVersion(1, 1),
+        "HTTP/1.0" => HTTPVersion(1, 0),
+        v if v.starts_with("HTTP/") => {
+            return fail(505, "only HTTP/1.0 and HTTP/1.1 are supported")
+        }
+        _ => return fail(400, "malformed request line"),
+    };
+    let method = Method::from_str(method).or_else(|_| fail(400, "malformed request method"))?;
+    Ok((method, target.to_owned(), version))
+}
 
-    let method = parts.next().and_then(|w| w.parse().ok());
-    let path = parts.next().map(ToOwned::to_owned);
-    let version = parts.next().and_then(|w| parse_http_version(w).ok());
+fn parse_header(line: &[u8]) -> Result<Header, Failure> {
+    let colon = match line.iter().position(|&b| b == b':') {
+        Some(colon) => colon,
+        None => return fail(400, "malformed request header"),
+    };
+    let (name, value) = (&line[..colon], &line[colon + 1..]);
+    // An empty name, or one with white space (also obsolete line folding), is rejected.
+    if name.is_empty() || !name.iter().copied().all(is_token_byte) {
+        return fail(400, "malformed request header");
+    }
+    let value = value.trim_ascii();
+    match (
+        AsciiString::from_ascii(name),
+        AsciiString::from_ascii(value),
+    ) {
+        (Ok(name), Ok(value)) => match Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            Ok(header) => Ok(header),
+            Err(()) => fail(400, "malformed request header"),
+        },
+        _ => fail(400, "request header is not ASCII"),
+    }
+}
 
-    method
-        .and_then(|method| Some((method, path?, version?)))
-        .ok_or(ReadError::WrongRequestLine)
+/// RFC 9110 `tchar`.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Reads the body the head announces, unless it is larger than allowed.
+fn read_body(
+    reader: &mut BufReader<TcpStream>,
+    writer: &mut TcpStream,
+    head: &Head,
+    limits: &Limits,
+) -> Result<Body, Failure> {
+    let expects_continue = match head.header("Expect") {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case("100-continue") => true,
+        Some(_) => return fail(417, "unsupported Expect header"),
+    };
+    let chunked = match head.header("Transfer-Encoding") {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case("chunked") => true,
+        Some(_) => return fail(501, "unsupported Transfer-Encoding"),
+    };
+    let declared = content_length(head)?;
+    if chunked && declared.is_some() {
+        // Both framings at once is how requests are smuggled past proxies: refuse.
+        return fail(400, "both Content-Length and Transfer-Encoding");
+    }
+    if declared.is_some_and(|n| n > limits.max_body_bytes) {
+        return Ok(Body {
+            data: Vec::new(),
+            too_large: true,
+            declared,
+        });
+    }
+    if !chunked && declared.unwrap_or(0) == 0 {
+        return Ok(Body {
+            data: Vec::new(),
+            too_large: false,
+            declared,
+        });
+    }
+    if expects_continue {
+        let _ = writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+    }
+    let mut source = Deadline {
+        inner: reader,
+        deadline: head.started + limits.idle_timeout,
+    };
+    let mut data = Vec::new();
+    let read = if chunked {
+        read_chunked(&mut source, &mut data, limits.max_body_bytes)
+    } else {
+        data.resize(declared.unwrap_or(0), 0);
+        source.read_exact(&mut data).map(|_| true)
+    };
+    match read {
+        Ok(true) => Ok(Body {
+            data,
+            too_large: false,
+            declared,
+        }),
+        Ok(false) => Ok(Body {
+            data: Vec::new(),
+            too_large: true,
+            declared,
+        }),
+        Err(e) if e.kind() == ErrorKind::InvalidInput => fail(400, "malformed chunked body"),
+        Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
+            fail(400, "connection closed in the middle of a request")
+        }
+        Err(e) => Err(io_failure(&e)),
+    }
+}
+
+/// The declared `Content-Length`; every copy of the header must agree.
+fn content_length(head: &Head) -> Result<Option<usize>, Failure> {
+    let mut length = None;
+    for header in head
+        .headers
+        .iter()
+        .filter(|h| h.field.equiv("Content-Length"))
+    {
+        let value = header.value.as_str();
+        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return fail(400, "malformed Content-Length");
+        }
+        // Too many digits for usize is simply very large.
+        let parsed = value.parse::<usize>().unwrap_or(usize::MAX);
+        if length.is_some_and(|l| l != parsed) {
+            return fail(400, "conflicting Content-Length headers");
+        }
+        length = Some(parsed);
+    }
+    Ok(length)
+}
+
+/// Decodes a chunked body into `data`. `Ok(false)` when it is larger than `max` (the rest is
+/// left unread). The bytes read off the wire are bounded too, so that endless chunk headers
+/// cannot keep the thread busy.
+fn read_chunked(reader: &mut impl Read, data: &mut Vec<u8>, max: usize) -> io::Result<bool> {
+    let wire_budget = (max as u64).saturating_mul(2).saturating_add(4096);
+    let mut decoder = chunked_transfer::Decoder::new(reader.by_ref().take(wire_budget));
+    decoder.by_ref().take(max as u64 + 1).read_to_end(data)?;
+    if data.len() > max {
+        data.clear();
+        return Ok(false);
+    }
+    // The decoder reports a body cut short as an ordinary end; it is only whole when no
+    // chunk is left half read.
+    match decoder.remaining_chunks_size() {
+        None => Ok(true),
+        Some(_) => Err(io::Error::from(ErrorKind::UnexpectedEof)),
+    }
+}
+
+/// A reader that fails with `TimedOut` once its deadline has passed, so that a body
+/// trickling in a byte at a time cannot hold the connection thread for long.
+struct Deadline<R> {
+    inner: R,
+    deadline: Instant,
+}
+
+impl<R: Read> Read for Deadline<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if Instant::now() > self.deadline {
+            return Err(ErrorKind::TimedOut.into());
+        }
+        self.inner.read(buf)
+    }
+}
+
+/// A complete response for errors the server answers on its own: JSON, like the API's own
+/// errors, and always closing the connection.
+pub(crate) fn error_response(status: StatusCode, reason: &str) -> Vec<u8> {
+    let body = format!("{{\"error\": \"{}\"}}", reason);
+    format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        status.0,
+        status.default_reason_phrase(),
+        body.len(),
+        body
+    )
+    .into_bytes()
 }
 
 #[cfg(test)]
 mod test {
+    use super::*;
+
     #[test]
-    fn test_parse_request_line() {
-        let (method, path, ver) = super::parse_request_line("GET /hello HTTP/1.1").unwrap();
+    fn request_line_is_parsed_strictly() {
+        let (method, target, version) = parse_request_line(b"GET /hello HTTP/1.1").unwrap();
+        assert_eq!(method, Method::Get);
+        assert_eq!(target, "/hello");
+        assert_eq!(version, HTTPVersion(1, 1));
 
-        assert!(method == crate::Method::Get);
-        assert!(path == "/hello");
-        assert!(ver == crate::common::HTTPVersion(1, 1));
+        assert_eq!(
+            parse_request_line(b"GET /hello").unwrap_err().status,
+            StatusCode(400)
+        );
+        assert_eq!(
+            parse_request_line(b"qsd qsd qsd").unwrap_err().status,
+            StatusCode(400)
+        );
+        assert_eq!(
+            parse_request_line(b"GET / HTTP/2.0").unwrap_err().status,
+            StatusCode(505)
+        );
+        assert_eq!(
+            parse_request_line(b"GET  / HTTP/1.1").unwrap_err().status,
+            StatusCode(400)
+        );
+        assert_eq!(
+            parse_request_line(b"G(T / HTTP/1.1").unwrap_err().status,
+            StatusCode(400)
+        );
+    }
 
-        assert!(super::parse_request_line("GET /hello").is_err());
-        assert!(super::parse_request_line("qsd qsd qsd").is_err());
+    #[test]
+    fn headers_with_bad_names_are_rejected() {
+        let header = parse_header(b"Content-Length:  12 ").unwrap();
+        assert!(header.field.equiv("content-length"));
+        assert_eq!(header.value.as_str(), "12");
+
+        assert!(parse_header(b"no colon").is_err());
+        assert!(parse_header(b": empty name").is_err());
+        assert!(parse_header(b" folded: line").is_err());
+        assert!(parse_header(b"Bad Name: x").is_err());
     }
 }

@@ -1,413 +1,207 @@
-//! # Simple usage
+//! tiny_http 0.12.0 with seedmesh's connection layer (see `PATCHES.md`).
 //!
-//! ## Creating the server
-//!
-//! The easiest way to create a server is to call `Server::http()`.
-//!
-//! The `http()` function returns an `IoResult<Server>` which will return an error
-//! in the case where the server creation fails (for example if the listening port is already
-//! occupied).
+//! The request/response API is tiny_http's: a `Server` whose `recv()` hands out `Request`s,
+//! answered with `Request::respond(Response)`. What changed is underneath: every connection is
+//! served by one thread out of a bounded budget; that thread reads the whole request (head and
+//! body, within limits and deadlines) before handing it to `recv()`, and writes the response
+//! itself. A worker calling `recv()` therefore never blocks on a slow or hostile client.
 //!
 //! ```no_run
-//! let server = tiny_http::Server::http("0.0.0.0:0").unwrap();
-//! ```
-//!
-//! A newly-created `Server` will immediately start listening for incoming connections and HTTP
-//! requests.
-//!
-//! ## Receiving requests
-//!
-//! Calling `server.recv()` will block until the next request is available.
-//! This function returns an `IoResult<Request>`, so you need to handle the possible errors.
-//!
-//! ```no_run
-//! # let server = tiny_http::Server::http("0.0.0.0:0").unwrap();
-//!
-//! loop {
-//!     // blocks until the next request is received
-//!     let request = match server.recv() {
-//!         Ok(rq) => rq,
-//!         Err(e) => { println!("error: {}", e); break }
-//!     };
-//!
-//!     // do something with the request
-//!     // ...
+//! let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+//! for request in server.incoming_requests() {
+//!     let _ = request.respond(tiny_http::Response::from_string("hello"));
 //! }
-//! ```
-//!
-//! In a real-case scenario, you will probably want to spawn multiple worker tasks and call
-//! `server.recv()` on all of them. Like this:
-//!
-//! ```no_run
-//! # use std::sync::Arc;
-//! # use std::thread;
-//! # let server = tiny_http::Server::http("0.0.0.0:0").unwrap();
-//! let server = Arc::new(server);
-//! let mut guards = Vec::with_capacity(4);
-//!
-//! for _ in (0 .. 4) {
-//!     let server = server.clone();
-//!
-//!     let guard = thread::spawn(move || {
-//!         loop {
-//!             let rq = server.recv().unwrap();
-//!
-//!             // ...
-//!         }
-//!     });
-//!
-//!     guards.push(guard);
-//! }
-//! ```
-//!
-//! If you don't want to block, you can call `server.try_recv()` instead.
-//!
-//! ## Handling requests
-//!
-//! The `Request` object returned by `server.recv()` contains informations about the client's request.
-//! The most useful methods are probably `request.method()` and `request.url()` which return
-//! the requested method (`GET`, `POST`, etc.) and url.
-//!
-//! To handle a request, you need to create a `Response` object. See the docs of this object for
-//! more infos. Here is an example of creating a `Response` from a file:
-//!
-//! ```no_run
-//! # use std::fs::File;
-//! # use std::path::Path;
-//! let response = tiny_http::Response::from_file(File::open(&Path::new("image.png")).unwrap());
-//! ```
-//!
-//! All that remains to do is call `request.respond()`:
-//!
-//! ```no_run
-//! # use std::fs::File;
-//! # use std::path::Path;
-//! # let server = tiny_http::Server::http("0.0.0.0:0").unwrap();
-//! # let request = server.recv().unwrap();
-//! # let response = tiny_http::Response::from_file(File::open(&Path::new("image.png")).unwrap());
-//! let _ = request.respond(response);
 //! ```
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 #![allow(clippy::match_like_matches_macro)]
 
-#[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-use zeroize::Zeroizing;
-
 use std::error::Error;
 use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use client::ClientConnection;
-use connection::Connection;
 use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
-pub use connection::{ConfigListenAddr, ListenAddr, Listener};
-pub use request::{ReadWrite, Request};
+pub use request::Request;
 pub use response::{Response, ResponseBox};
-pub use test::TestRequest;
 
 mod client;
 mod common;
-mod connection;
 mod request;
 mod response;
-mod ssl;
-mod test;
 mod util;
 
-/// The main class of this library.
-///
-/// Destroying this object will immediately close the listening socket and the reading
-///  part of all the client's connections. Requests that have already been returned by
-///  the `recv()` function will not close and the responses will be transferred to the client.
+/// Bounds on what one client can make the server spend.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Most connections served at once. A connection beyond this is answered
+    /// `503 Service Unavailable` and closed at once.
+    pub max_connections: usize,
+    /// A connection that sends nothing for this long is closed. A request must also arrive
+    /// whole (head and body) within this time of its first byte, and a response that the
+    /// client does not read within this time is abandoned.
+    pub idle_timeout: Duration,
+    /// Most bytes in a request line plus its headers; more is answered 431.
+    pub max_head_bytes: usize,
+    /// Most bytes in a request body. A larger body is never read: the request is handed over
+    /// with `Request::body_too_large()` set and an empty body, and the connection is closed
+    /// after the answer.
+    pub max_body_bytes: usize,
+    /// Stack size of each connection thread.
+    pub connection_stack_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(10),
+            max_head_bytes: 16 * 1024,
+            max_body_bytes: 64 * 1024,
+            connection_stack_bytes: 128 * 1024,
+        }
+    }
+}
+
+/// The HTTP server: an accept thread, one thread per open connection (bounded by
+/// `Limits::max_connections`), and a queue of complete requests that `recv()` pops.
 pub struct Server {
-    // should be false as long as the server exists
-    // when set to true, all the subtasks will close within a few hundreds ms
-    close: Arc<AtomicBool>,
-
-    // queue for messages received by child threads
-    messages: Arc<MessagesQueue<Message>>,
-
-    // result of TcpListener::local_addr()
-    listening_addr: ListenAddr,
+    shared: Arc<Shared>,
+    listening_addr: SocketAddr,
 }
 
-enum Message {
-    Error(IoError),
-    NewRequest(Request),
+/// What the accept thread, the connection threads and the `Server` handle share.
+pub(crate) struct Shared {
+    /// Set once the server stops accepting; connection threads stop after their current request.
+    pub(crate) closing: AtomicBool,
+    /// Requests read and waiting for `recv()`.
+    pub(crate) messages: Arc<MessagesQueue<Request>>,
+    /// Connections currently open (each holds one connection thread).
+    pub(crate) connections: AtomicUsize,
+    /// Requests handed to `recv()` whose response is not yet written to the socket.
+    pub(crate) in_flight: AtomicUsize,
+    pub(crate) limits: Limits,
 }
 
-impl From<IoError> for Message {
-    fn from(e: IoError) -> Message {
-        Message::Error(e)
+/// Decrements a counter when dropped, so that a panicking thread still gives its slot back.
+pub(crate) struct Slot<'a>(pub(crate) &'a AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, SeqCst);
     }
 }
-
-impl From<Request> for Message {
-    fn from(rq: Request) -> Message {
-        Message::NewRequest(rq)
-    }
-}
-
-// this trait is to make sure that Server implements Share and Send
-#[doc(hidden)]
-trait MustBeShareDummy: Sync + Send {}
-#[doc(hidden)]
-impl MustBeShareDummy for Server {}
 
 pub struct IncomingRequests<'a> {
     server: &'a Server,
 }
 
-/// Represents the parameters required to create a server.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// The addresses to try to listen to.
-    pub addr: ConfigListenAddr,
-
-    /// If `Some`, then the server will use SSL to encode the communications.
-    pub ssl: Option<SslConfig>,
-}
-
-/// Configuration of the server for SSL.
-#[derive(Debug, Clone)]
-pub struct SslConfig {
-    /// Contains the public certificate to send to clients.
-    pub certificate: Vec<u8>,
-    /// Contains the ultra-secret private key used to decode communications.
-    pub private_key: Vec<u8>,
-}
-
 impl Server {
-    /// Shortcut for a simple server on a specific address.
-    #[inline]
+    /// Binds `addr` and serves it with the default `Limits`.
     pub fn http<A>(addr: A) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
     where
         A: ToSocketAddrs,
     {
-        Server::new(ServerConfig {
-            addr: ConfigListenAddr::from_socket_addrs(addr)?,
-            ssl: None,
-        })
+        let listener = TcpListener::bind(addr)?;
+        Ok(Self::from_listener(listener, Limits::default())?)
     }
 
-    /// Shortcut for an HTTPS server on a specific address.
-    #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-    #[inline]
-    pub fn https<A>(
-        addr: A,
-        config: SslConfig,
-    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
-    where
-        A: ToSocketAddrs,
-    {
-        Server::new(ServerConfig {
-            addr: ConfigListenAddr::from_socket_addrs(addr)?,
-            ssl: Some(config),
-        })
-    }
-
-    #[cfg(unix)]
-    #[inline]
-    /// Shortcut for a UNIX socket server at a specific path
-    pub fn http_unix(
-        path: &std::path::Path,
-    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        Server::new(ServerConfig {
-            addr: ConfigListenAddr::unix_from_path(path),
-            ssl: None,
-        })
-    }
-
-    /// Builds a new server that listens on the specified address.
-    pub fn new(config: ServerConfig) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        let listener = config.addr.bind()?;
-        Self::from_listener(listener, config.ssl)
-    }
-
-    /// Builds a new server using the specified TCP listener.
-    ///
-    /// This is useful if you've constructed TcpListener using some less usual method
-    /// such as from systemd. For other cases, you probably want the `new()` function.
-    pub fn from_listener<L: Into<Listener>>(
-        listener: L,
-        ssl_config: Option<SslConfig>,
-    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        let listener = listener.into();
-        // building the "close" variable
-        let close_trigger = Arc::new(AtomicBool::new(false));
-
-        // building the TcpListener
-        let (server, local_addr) = {
-            let local_addr = listener.local_addr()?;
-            log::debug!("Server listening on {}", local_addr);
-            (listener, local_addr)
-        };
-
-        // building the SSL capabilities
-        #[cfg(all(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        compile_error!(
-            "Features 'ssl-openssl' and 'ssl-rustls' must not be enabled at the same time"
-        );
-        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-        type SslContext = ();
-        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        type SslContext = crate::ssl::SslContextImpl;
-        let ssl: Option<SslContext> = {
-            match ssl_config {
-                #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                Some(config) => Some(SslContext::from_pem(
-                    config.certificate,
-                    Zeroizing::new(config.private_key),
-                )?),
-                #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                Some(_) => return Err(
-                    "Building a server with SSL requires enabling the `ssl` feature in tiny-http"
-                        .into(),
-                ),
-                None => None,
-            }
-        };
-
-        // creating a task where server.accept() is continuously called
-        // and ClientConnection objects are pushed in the messages queue
-        let messages = MessagesQueue::with_capacity(8);
-
-        let inside_close_trigger = close_trigger.clone();
-        let inside_messages = messages.clone();
-        thread::spawn(move || {
-            // a tasks pool is used to dispatch the connections into threads
-            let tasks_pool = util::TaskPool::new();
-
-            log::debug!("Running accept thread");
-            while !inside_close_trigger.load(Relaxed) {
-                let new_client = match server.accept() {
-                    Ok((sock, _)) => {
-                        use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                            Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
-                                    Err(_) => continue,
-                                };
-
-                                RefinedTcpStream::new(sock)
-                            }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
-                        };
-
-                        Ok(ClientConnection::new(write_closable, read_closable))
-                    }
-                    Err(e) => Err(e),
-                };
-
-                match new_client {
-                    Ok(client) => {
-                        let messages = inside_messages.clone();
-                        let mut client = Some(client);
-                        tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
-                                    }
-                                } else {
-                                    for rq in client {
-                                        messages.push(rq.into());
-                                    }
-                                }
-                            }
-                        }));
-                    }
-
-                    Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
-                    }
-                }
-            }
-            log::debug!("Terminating accept thread");
+    /// Serves an already bound listener.
+    pub fn from_listener(listener: TcpListener, limits: Limits) -> IoResult<Server> {
+        let listening_addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            closing: AtomicBool::new(false),
+            messages: MessagesQueue::with_capacity(64),
+            connections: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            limits,
         });
-
-        // result
+        let inside = Arc::clone(&shared);
+        thread::Builder::new()
+            .name("http-accept".into())
+            .stack_size(64 * 1024)
+            .spawn(move || accept_loop(&listener, &inside))?;
         Ok(Server {
-            messages,
-            close: close_trigger,
-            listening_addr: local_addr,
+            shared,
+            listening_addr,
         })
     }
 
-    /// Returns an iterator for all the incoming requests.
-    ///
-    /// The iterator will return `None` if the server socket is shutdown.
     #[inline]
     pub fn incoming_requests(&self) -> IncomingRequests<'_> {
         IncomingRequests { server: self }
     }
 
-    /// Returns the address the server is listening to.
+    /// The address the listener is bound to (with the real port when bound to port 0).
     #[inline]
-    pub fn server_addr(&self) -> ListenAddr {
-        self.listening_addr.clone()
+    pub fn server_addr(&self) -> SocketAddr {
+        self.listening_addr
     }
 
-    /// Returns the number of clients currently connected to the server.
+    /// Connections open right now.
     pub fn num_connections(&self) -> usize {
-        unimplemented!()
-        //self.requests_receiver.lock().len()
+        self.shared.connections.load(SeqCst)
     }
 
-    /// Blocks until an HTTP request has been submitted and returns it.
+    /// Requests read but not yet answered on their socket.
+    pub fn requests_in_flight(&self) -> usize {
+        self.shared.in_flight.load(SeqCst)
+    }
+
+    /// Blocks until the next request is available.
     pub fn recv(&self) -> IoResult<Request> {
-        match self.messages.pop() {
-            Some(Message::Error(err)) => Err(err),
-            Some(Message::NewRequest(rq)) => Ok(rq),
-            None => Err(IoError::new(IoErrorKind::Other, "thread unblocked")),
+        match self.shared.messages.pop() {
+            Some(rq) => Ok(rq),
+            None => Err(IoError::other("thread unblocked")),
         }
     }
 
-    /// Same as `recv()` but doesn't block longer than timeout
+    /// Same as `recv()` but doesn't block longer than timeout.
     pub fn recv_timeout(&self, timeout: Duration) -> IoResult<Option<Request>> {
-        match self.messages.pop_timeout(timeout) {
-            Some(Message::Error(err)) => Err(err),
-            Some(Message::NewRequest(rq)) => Ok(Some(rq)),
-            None => Ok(None),
-        }
+        Ok(self.shared.messages.pop_timeout(timeout))
     }
 
     /// Same as `recv()` but doesn't block.
     pub fn try_recv(&self) -> IoResult<Option<Request>> {
-        match self.messages.try_pop() {
-            Some(Message::Error(err)) => Err(err),
-            Some(Message::NewRequest(rq)) => Ok(Some(rq)),
-            None => Ok(None),
-        }
+        Ok(self.shared.messages.try_pop())
     }
 
-    /// Unblock thread stuck in recv() or incoming_requests().
-    /// If there are several such threads, only one is unblocked.
-    /// This method allows graceful shutdown of server.
+    /// Unblocks one thread blocked in `recv()`, after the requests already queued.
     pub fn unblock(&self) {
-        self.messages.unblock();
+        self.shared.messages.unblock();
+    }
+
+    /// Stops accepting connections: the listening socket is closed, so new connections are
+    /// refused. Open connections finish the request they are reading, then close.
+    pub fn stop_accepting(&self) {
+        if self.shared.closing.swap(true, SeqCst) {
+            return;
+        }
+        // Wake the accept thread, blocked in accept(), with a connection of our own.
+        let _ =
+            TcpStream::connect_timeout(&wake_address(self.listening_addr), Duration::from_secs(1));
+    }
+
+    /// Waits until every request handed out by `recv()` has its response written (or given
+    /// up), or until `deadline`. Returns whether all were written.
+    pub fn wait_for_responses(&self, deadline: Instant) -> bool {
+        while self.shared.in_flight.load(SeqCst) > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+        true
     }
 }
 
@@ -420,26 +214,99 @@ impl Iterator for IncomingRequests<'_> {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.close.store(true, Relaxed);
-        // Connect briefly to ourselves to unblock the accept thread
-        let maybe_stream = match &self.listening_addr {
-            ListenAddr::IP(addr) => TcpStream::connect(addr).map(Connection::from),
-            #[cfg(unix)]
-            ListenAddr::Unix(addr) => {
-                // TODO: use connect_addr when its stabilized.
-                let path = addr.as_pathname().unwrap();
-                std::os::unix::net::UnixStream::connect(path).map(Connection::from)
-            }
-        };
-        if let Ok(stream) = maybe_stream {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
+        self.stop_accepting();
+    }
+}
 
-        #[cfg(unix)]
-        if let ListenAddr::Unix(addr) = &self.listening_addr {
-            if let Some(path) = addr.as_pathname() {
-                let _ = std::fs::remove_file(path);
-            }
+/// The address to connect to in order to reach a listener bound to `bound`.
+fn wake_address(bound: SocketAddr) -> SocketAddr {
+    let ip = match bound.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, bound.port())
+}
+
+/// Accepts connections until the server closes. An accept error never ends the loop: running
+/// out of file descriptors, say, is waited out, where upstream tiny_http stopped serving.
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
+    let mut last_error_report: Option<Instant> = None;
+    loop {
+        let accepted = listener.accept();
+        if shared.closing.load(SeqCst) {
+            return;
         }
+        match accepted {
+            Ok((stream, peer)) => admit(stream, peer, shared),
+            Err(e) => match e.kind() {
+                IoErrorKind::Interrupted
+                | IoErrorKind::ConnectionAborted
+                | IoErrorKind::ConnectionReset => {}
+                _ => {
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: nothing to do but wait for resources.
+                    let quiet =
+                        last_error_report.is_some_and(|t| t.elapsed() < Duration::from_secs(10));
+                    if !quiet {
+                        log::error!("cannot accept connections: {}", e);
+                        last_error_report = Some(Instant::now());
+                    }
+                    thread::sleep(Duration::from_millis(50));
+                }
+            },
+        }
+    }
+}
+
+/// Starts a connection thread for `stream`, or turns the connection away when the budget
+/// of connections is spent.
+fn admit(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
+    let limits = &shared.limits;
+    let open = shared.connections.fetch_add(1, SeqCst);
+    if open >= limits.max_connections {
+        shared.connections.fetch_sub(1, SeqCst);
+        turn_away(stream, "too many open connections; try again later");
+        return;
+    }
+    let configured = stream
+        .set_nodelay(true)
+        .and_then(|_| stream.set_read_timeout(Some(limits.idle_timeout)))
+        .and_then(|_| stream.set_write_timeout(Some(limits.idle_timeout)));
+    if configured.is_err() {
+        shared.connections.fetch_sub(1, SeqCst);
+        return;
+    }
+    let inside = Arc::clone(shared);
+    // The closure owns the stream; if spawning fails it is dropped, which closes it.
+    let spawned = thread::Builder::new()
+        .name("http-conn".into())
+        .stack_size(limits.connection_stack_bytes)
+        .spawn(move || {
+            let _slot = Slot(&inside.connections);
+            client::serve(stream, peer, &inside);
+        });
+    if let Err(e) = spawned {
+        shared.connections.fetch_sub(1, SeqCst);
+        static REPORTED: Mutex<Option<Instant>> = Mutex::new(None);
+        let mut last = REPORTED.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+            log::error!("cannot start a connection thread: {}", e);
+            *last = Some(Instant::now());
+        }
+    }
+}
+
+/// Answers 503 on a connection we will not serve, without waiting for it.
+fn turn_away(mut stream: TcpStream, reason: &str) {
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+    let _ = stream.write_all(&client::error_response(StatusCode(503), reason));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn server_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<super::Server>();
     }
 }
