@@ -99,7 +99,11 @@ pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
                 break;
             }
         };
-        let keep_alive = head.keep_alive() && !body.too_large && !shared.closing.load(SeqCst);
+        if shared.closing.load(SeqCst) {
+            let _ = writer.write_all(&error_response(StatusCode(503), "server is shutting down"));
+            break;
+        }
+        let keep_alive = head.keep_alive() && !body.too_large;
 
         let (answer_tx, answer_rx) = mpsc::channel();
         let request = Request::new(head, body, peer, keep_alive, answer_tx);
