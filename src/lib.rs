@@ -1,0 +1,6 @@
+//! seedmesh: peer discovery for a blockchain network.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod nodes;
+pub mod store;

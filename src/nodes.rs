@@ -1,0 +1,583 @@
+//! The node object (SPEC §1): validation with a precise reason for each rejection, the
+//! canonical form that decides identity, and `NodeSet`, the ordered set of known nodes.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::ser::{Serialize, SerializeStruct, Serializer};
+use serde_json::Value;
+
+/// The address part of a node, in canonical form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Host {
+    /// An IP literal; displayed in Rust's canonical form (`::1`, not `0:0:0:0:0:0:0:1`).
+    Ip(IpAddr),
+    /// An RFC 1123 hostname, lowercased.
+    Name(Box<str>),
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Ip(ip) => ip.fmt(f),
+            Host::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+impl Host {
+    /// Parses and canonicalises an `ip_address` value.
+    pub fn parse(text: &str) -> Result<Host, NodeError> {
+        let bad = |reason: &'static str| NodeError::BadAddress {
+            address: text.to_owned(),
+            reason,
+        };
+        if text.is_empty() {
+            return Err(bad("it is empty"));
+        }
+        if let Ok(ip) = text.parse::<IpAddr>() {
+            if ip.is_unspecified() {
+                return Err(bad("the unspecified address is not a node address"));
+            }
+            return Ok(Host::Ip(ip));
+        }
+        if text.starts_with('[') {
+            return Err(bad("IPv6 addresses are written without brackets"));
+        }
+        if text.contains(':') {
+            return Err(bad("it is not a valid IPv6 address"));
+        }
+        if text.len() > 253 {
+            return Err(bad("a hostname has at most 253 characters"));
+        }
+        for label in text.split('.') {
+            if label.is_empty() {
+                return Err(bad("a hostname label is empty"));
+            }
+            if label.len() > 63 {
+                return Err(bad("a hostname label has at most 63 characters"));
+            }
+            if !label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
+                return Err(bad("a hostname has only letters, digits, '-' and '.'"));
+            }
+            if label.starts_with('-') || label.ends_with('-') {
+                return Err(bad("a hostname label cannot start or end with '-'"));
+            }
+        }
+        // RFC 1123 §2.1: a top-level label is never all digits, so `1.2.3` or `256.1.1.1`
+        // are malformed IPv4 addresses rather than hostnames.
+        if text
+            .rsplit('.')
+            .next()
+            .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(bad("it is not a valid IPv4 address"));
+        }
+        Ok(Host::Name(text.to_ascii_lowercase().into_boxed_str()))
+    }
+
+    /// True for 127.0.0.0/8, `::1` and IPv4-mapped loopback.
+    pub fn is_loopback(&self) -> bool {
+        match self {
+            Host::Ip(ip) => ip.to_canonical().is_loopback(),
+            Host::Name(_) => false,
+        }
+    }
+}
+
+/// A network node: identity is the canonical (host, port) pair.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Node {
+    pub host: Host,
+    pub port: u16,
+}
+
+/// Why a value is not a valid node. Each variant's message says what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeError {
+    /// The bytes are not JSON at all.
+    NotJson(String),
+    /// Valid JSON, but not an object.
+    NotObject(&'static str),
+    /// One of the two keys is absent.
+    MissingKey(&'static str),
+    /// A key other than `ip_address` and `port`.
+    UnknownKey(String),
+    /// `ip_address` is not a string.
+    AddressNotString(&'static str),
+    /// `ip_address` is a string but not an IP literal or hostname.
+    BadAddress {
+        address: String,
+        reason: &'static str,
+    },
+    /// `port` is not a JSON integer.
+    PortNotInteger(&'static str),
+    /// `port` is an integer outside 1..=65535.
+    PortOutOfRange(String),
+}
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeError::NotJson(e) => write!(f, "body is not valid JSON ({e})"),
+            NodeError::NotObject(kind) => write!(
+                f,
+                "expected a node object {{\"ip_address\": ..., \"port\": ...}}, got {kind}"
+            ),
+            NodeError::MissingKey(key) => write!(f, "the node has no \"{key}\""),
+            NodeError::UnknownKey(key) => write!(
+                f,
+                "unknown key \"{key}\": a node has only \"ip_address\" and \"port\""
+            ),
+            NodeError::AddressNotString(kind) => {
+                write!(f, "\"ip_address\" must be a string, got {kind}")
+            }
+            NodeError::BadAddress { address, reason } => {
+                write!(
+                    f,
+                    "\"ip_address\" {address:?} is not a valid address: {reason}"
+                )
+            }
+            NodeError::PortNotInteger(kind) => {
+                write!(f, "\"port\" must be an integer in 1..=65535, got {kind}")
+            }
+            NodeError::PortOutOfRange(port) => {
+                write!(f, "\"port\" {port} is out of range 1..=65535")
+            }
+        }
+    }
+}
+
+impl std::error::Error for NodeError {}
+
+/// The JSON type of a value, as a user would name it in an error message.
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_f64() => "a non-integer number",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl Node {
+    /// Builds a node from a host text and a port, as given on the command line.
+    pub fn new(host: &str, port: u16) -> Result<Node, NodeError> {
+        if port == 0 {
+            return Err(NodeError::PortOutOfRange("0".into()));
+        }
+        Ok(Node {
+            host: Host::parse(host)?,
+            port,
+        })
+    }
+
+    /// Parses a request body: JSON text holding one node object.
+    pub fn from_json(body: &[u8]) -> Result<Node, NodeError> {
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| NodeError::NotJson(e.to_string()))?;
+        Node::from_value(&value)
+    }
+
+    /// Validates a JSON value as a node object (SPEC §1).
+    pub fn from_value(value: &Value) -> Result<Node, NodeError> {
+        let object = match value {
+            Value::Object(object) => object,
+            other => return Err(NodeError::NotObject(kind(other))),
+        };
+        if let Some(extra) = object.keys().find(|k| *k != "ip_address" && *k != "port") {
+            return Err(NodeError::UnknownKey(extra.clone()));
+        }
+        let address = match object.get("ip_address") {
+            None => return Err(NodeError::MissingKey("ip_address")),
+            Some(Value::String(address)) => address,
+            Some(other) => return Err(NodeError::AddressNotString(kind(other))),
+        };
+        let port = match object.get("port") {
+            None => return Err(NodeError::MissingKey("port")),
+            Some(Value::Number(n)) if n.is_u64() || n.is_i64() => n,
+            Some(other) => return Err(NodeError::PortNotInteger(kind(other))),
+        };
+        let port = match port.as_u64() {
+            Some(p @ 1..=65535) => p as u16,
+            _ => return Err(NodeError::PortOutOfRange(port.to_string())),
+        };
+        Ok(Node {
+            host: Host::parse(address)?,
+            port,
+        })
+    }
+
+    /// The `http://host:port` origin of this node, for requests to it.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{self}{path}")
+    }
+}
+
+/// `host:port`, with brackets around IPv6 addresses.
+impl fmt::Display for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.host {
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]:{}", self.port),
+            _ => write!(f, "{}:{}", self.host, self.port),
+        }
+    }
+}
+
+impl Serialize for Node {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = serializer.serialize_struct("Node", 2)?;
+        object.serialize_field("ip_address", &self.host.to_string())?;
+        object.serialize_field("port", &self.port)?;
+        object.end()
+    }
+}
+
+/// The known nodes: a set in insertion order (oldest first), as `GET /nodes/` lists them.
+#[derive(Debug, Clone, Default)]
+pub struct NodeSet {
+    order: Vec<Node>,
+    index: HashSet<Node>,
+}
+
+impl NodeSet {
+    pub fn new() -> NodeSet {
+        NodeSet::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    pub fn contains(&self, node: &Node) -> bool {
+        self.index.contains(node)
+    }
+
+    /// The node at position `i`, oldest first.
+    pub fn get(&self, i: usize) -> Option<&Node> {
+        self.order.get(i)
+    }
+
+    /// The nodes, oldest first.
+    pub fn as_slice(&self) -> &[Node] {
+        &self.order
+    }
+
+    /// Adds `node` at the end; false when it was already known.
+    pub fn insert(&mut self, node: Node) -> bool {
+        if self.index.contains(&node) {
+            return false;
+        }
+        self.index.insert(node.clone());
+        self.order.push(node);
+        true
+    }
+
+    /// Removes every node in `gone`; returns how many were known.
+    pub fn remove_all(&mut self, gone: &HashSet<Node>) -> usize {
+        let before = self.order.len();
+        self.order.retain(|node| !gone.contains(node));
+        for node in gone {
+            self.index.remove(node);
+        }
+        before - self.order.len()
+    }
+
+    /// A uniformly random sample of at most `k` nodes, in random order.
+    pub fn sample(&self, k: usize, rng: &mut fastrand::Rng) -> Vec<&Node> {
+        rng.choose_multiple(self.order.iter(), k)
+    }
+
+    /// One node chosen uniformly at random.
+    pub fn random(&self, rng: &mut fastrand::Rng) -> Option<&Node> {
+        rng.choice(self.order.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(value: Value) -> Result<Node, NodeError> {
+        Node::from_value(&value)
+    }
+
+    #[test]
+    fn valid_nodes_are_canonicalised() {
+        let cases = [
+            (
+                json!({"ip_address": "127.0.0.1", "port": 55000}),
+                "127.0.0.1",
+                55000,
+            ),
+            (
+                json!({"port": 1, "ip_address": "10.0.0.255"}),
+                "10.0.0.255",
+                1,
+            ),
+            (
+                json!({"ip_address": "0:0:0:0:0:0:0:1", "port": 65535}),
+                "::1",
+                65535,
+            ),
+            (
+                json!({"ip_address": "FE80::0001", "port": 80}),
+                "fe80::1",
+                80,
+            ),
+            (
+                json!({"ip_address": "::ffff:1.2.3.4", "port": 80}),
+                "::ffff:1.2.3.4",
+                80,
+            ),
+            (
+                json!({"ip_address": "Seed.Example.COM", "port": 42020}),
+                "seed.example.com",
+                42020,
+            ),
+            (
+                json!({"ip_address": "localhost", "port": 8}),
+                "localhost",
+                8,
+            ),
+            (json!({"ip_address": "a-b.c1", "port": 8}), "a-b.c1", 8),
+            (
+                json!({"ip_address": "x".repeat(63), "port": 8}),
+                &"x".repeat(63),
+                8,
+            ),
+            (
+                json!({"ip_address": "1.2.3.example", "port": 8}),
+                "1.2.3.example",
+                8,
+            ),
+        ];
+        for (input, host, port) in cases {
+            let node = parse(input.clone()).unwrap_or_else(|e| panic!("{input} rejected: {e}"));
+            assert_eq!(node.host.to_string(), host, "{input}");
+            assert_eq!(node.port, port, "{input}");
+        }
+    }
+
+    #[test]
+    fn invalid_nodes_are_rejected_with_their_reason() {
+        let long_name = format!("{}.com", vec!["a".repeat(60); 5].join("."));
+        let cases: Vec<(Value, &str)> = vec![
+            (json!([1, 2]), "got an array"),
+            (json!("127.0.0.1:55000"), "got a string"),
+            (json!(null), "got null"),
+            (json!({"port": 55000}), "no \"ip_address\""),
+            (json!({"ip_address": "127.0.0.1"}), "no \"port\""),
+            (json!({}), "no \"ip_address\""),
+            (
+                json!({"ip_address": "127.0.0.1", "port": 1, "name": "x"}),
+                "unknown key \"name\"",
+            ),
+            (
+                json!({"ip_address": 127, "port": 1}),
+                "must be a string, got a number",
+            ),
+            (
+                json!({"ip_address": null, "port": 1}),
+                "must be a string, got null",
+            ),
+            (json!({"ip_address": "", "port": 1}), "it is empty"),
+            (
+                json!({"ip_address": "0.0.0.0", "port": 1}),
+                "unspecified address",
+            ),
+            (
+                json!({"ip_address": "::", "port": 1}),
+                "unspecified address",
+            ),
+            (
+                json!({"ip_address": "[::1]", "port": 1}),
+                "without brackets",
+            ),
+            (
+                json!({"ip_address": "::1::2", "port": 1}),
+                "not a valid IPv6",
+            ),
+            (
+                json!({"ip_address": "fe80::1%eth0", "port": 1}),
+                "not a valid IPv6",
+            ),
+            (
+                json!({"ip_address": "256.1.1.1", "port": 1}),
+                "not a valid IPv4",
+            ),
+            (
+                json!({"ip_address": "1.2.3", "port": 1}),
+                "not a valid IPv4",
+            ),
+            (
+                json!({"ip_address": "01.2.3.4", "port": 1}),
+                "not a valid IPv4",
+            ),
+            (json!({"ip_address": "a..b", "port": 1}), "label is empty"),
+            (
+                json!({"ip_address": "example.com.", "port": 1}),
+                "label is empty",
+            ),
+            (
+                json!({"ip_address": "-a.com", "port": 1}),
+                "start or end with '-'",
+            ),
+            (
+                json!({"ip_address": "a-.com", "port": 1}),
+                "start or end with '-'",
+            ),
+            (
+                json!({"ip_address": "a_b.com", "port": 1}),
+                "only letters, digits",
+            ),
+            (
+                json!({"ip_address": "a b", "port": 1}),
+                "only letters, digits",
+            ),
+            (
+                json!({"ip_address": "h\u{e9}.com", "port": 1}),
+                "only letters, digits",
+            ),
+            (
+                json!({"ip_address": "x".repeat(64), "port": 1}),
+                "at most 63 characters",
+            ),
+            (
+                json!({"ip_address": long_name, "port": 1}),
+                "at most 253 characters",
+            ),
+            (
+                json!({"ip_address": "127.0.0.1", "port": "55000"}),
+                "got a string",
+            ),
+            (
+                json!({"ip_address": "127.0.0.1", "port": 55000.0}),
+                "got a non-integer number",
+            ),
+            (
+                json!({"ip_address": "127.0.0.1", "port": 1.5}),
+                "got a non-integer number",
+            ),
+            (json!({"ip_address": "127.0.0.1", "port": null}), "got null"),
+            (
+                json!({"ip_address": "127.0.0.1", "port": true}),
+                "got a boolean",
+            ),
+            (
+                json!({"ip_address": "127.0.0.1", "port": 0}),
+                "0 is out of range",
+            ),
+            (
+                json!({"ip_address": "127.0.0.1", "port": -1}),
+                "-1 is out of range",
+            ),
+            (
+                json!({"ip_address": "127.0.0.1", "port": 65536}),
+                "65536 is out of range",
+            ),
+            (
+                json!({"ip_address": "127.0.0.1", "port": u64::MAX}),
+                "out of range",
+            ),
+        ];
+        for (input, reason) in cases {
+            let err = parse(input.clone()).expect_err(&input.to_string());
+            assert!(
+                err.to_string().contains(reason),
+                "{input}: {err} lacks {reason:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bodies_that_are_not_json_say_so() {
+        for body in [&b""[..], b"{", b"ip_address=1.2.3.4&port=5", b"\xff\xfe"] {
+            let err = Node::from_json(body).unwrap_err();
+            assert!(matches!(err, NodeError::NotJson(_)), "{body:?}: {err}");
+            assert!(err.to_string().starts_with("body is not valid JSON"));
+        }
+    }
+
+    #[test]
+    fn identity_is_the_canonical_pair() {
+        let a = parse(json!({"ip_address": "0:0:0:0:0:0:0:1", "port": 5})).unwrap();
+        let b = parse(json!({"ip_address": "::1", "port": 5})).unwrap();
+        let c = parse(json!({"ip_address": "::1", "port": 6})).unwrap();
+        let d = parse(json!({"ip_address": "LocalHost", "port": 5})).unwrap();
+        let e = parse(json!({"ip_address": "localhost", "port": 5})).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(b, c);
+        assert_eq!(d, e);
+        assert_ne!(a, d, "a hostname and an IP are different nodes");
+    }
+
+    #[test]
+    fn nodes_serialize_in_the_original_file_format() {
+        let node = Node::new("0:0:0:0:0:0:0:1", 55000).unwrap();
+        assert_eq!(
+            serde_json::to_string(&node).unwrap(),
+            r#"{"ip_address":"::1","port":55000}"#
+        );
+        assert_eq!(node.to_string(), "[::1]:55000");
+        assert_eq!(node.url("/nodes/"), "http://[::1]:55000/nodes/");
+        assert_eq!(
+            Node::new("10.1.2.3", 7).unwrap().url("/"),
+            "http://10.1.2.3:7/"
+        );
+    }
+
+    #[test]
+    fn loopback_is_recognised_in_every_form() {
+        for host in ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"] {
+            assert!(Host::parse(host).unwrap().is_loopback(), "{host}");
+        }
+        for host in ["10.0.0.1", "::2", "localhost"] {
+            assert!(!Host::parse(host).unwrap().is_loopback(), "{host}");
+        }
+    }
+
+    #[test]
+    fn node_set_keeps_insertion_order_and_rejects_duplicates() {
+        let mut set = NodeSet::new();
+        let n = |p| Node::new("127.0.0.1", p).unwrap();
+        assert!(set.insert(n(3)));
+        assert!(set.insert(n(1)));
+        assert!(!set.insert(n(3)));
+        assert!(set.insert(n(2)));
+        assert_eq!(set.as_slice(), &[n(3), n(1), n(2)]);
+        assert_eq!(set.get(1), Some(&n(1)));
+        assert_eq!(set.remove_all(&[n(1), n(9)].into_iter().collect()), 1);
+        assert_eq!(set.as_slice(), &[n(3), n(2)]);
+        assert!(!set.contains(&n(1)));
+        assert!(set.insert(n(1)), "a removed node can come back");
+    }
+
+    #[test]
+    fn samples_are_bounded_and_distinct() {
+        let mut set = NodeSet::new();
+        for p in 1..=50 {
+            set.insert(Node::new("127.0.0.1", p).unwrap());
+        }
+        let mut rng = fastrand::Rng::with_seed(7);
+        let sample = set.sample(10, &mut rng);
+        assert_eq!(sample.len(), 10);
+        let distinct: HashSet<_> = sample.iter().collect();
+        assert_eq!(distinct.len(), 10);
+        assert_eq!(set.sample(100, &mut rng).len(), 50);
+        assert!(set.random(&mut rng).is_some());
+        assert!(NodeSet::new().random(&mut rng).is_none());
+    }
+}

@@ -1,0 +1,588 @@
+//! The known nodes and their file (SPEC §4).
+//!
+//! One committer thread applies every change. It takes all the changes waiting at once,
+//! applies them in order to a copy of the list, writes the copy to a temporary file, flushes it
+//! to disk and renames it over the nodes file (group commit), and only then publishes the new
+//! list and calls each change's completion. Readers therefore only ever see what is on disk, a
+//! failed write leaves the list as it was, and no worker thread waits on the disk.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Read, Write};
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::thread;
+
+use serde_json::Value;
+
+use crate::error::Error;
+use crate::nodes::{Node, NodeSet};
+
+/// The lock file that makes a directory belong to one process.
+pub const LOCK_FILE: &str = "seedmesh.lock";
+
+/// Most changes written in one disk write.
+const MAX_BATCH: usize = 4096;
+
+/// The committed list: what is on disk, with its JSON text ready to serve.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub nodes: NodeSet,
+    /// `nodes` as the JSON array `GET /nodes/` answers and the file holds.
+    pub json: Vec<u8>,
+}
+
+impl Snapshot {
+    fn new(nodes: NodeSet) -> Snapshot {
+        let json = serde_json::to_vec(nodes.as_slice()).unwrap_or_else(|_| b"[]".to_vec());
+        Snapshot { nodes, json }
+    }
+}
+
+/// A change to the known nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Add one node (a registration, or `POST /nodes/`).
+    Add(Node),
+    /// Remove one node (`DELETE /nodes/`).
+    Remove(Node),
+    /// Add the nodes not yet known, skipping this process's own and stopping when full.
+    Learn(Vec<Node>),
+    /// Remove the nodes that stopped answering.
+    Forget(Vec<Node>),
+}
+
+/// What a change did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Added,
+    /// Already known: nothing changed.
+    AlreadyKnown,
+    /// The table is full (`--max_nodes`): nothing changed.
+    Full,
+    /// The node is this process itself: nothing changed.
+    IsSelf,
+    Removed,
+    /// Not known: nothing changed.
+    NotKnown,
+    /// How many nodes `Learn` added.
+    Learned(usize),
+    /// How many nodes `Forget` removed.
+    Forgot(usize),
+}
+
+/// A change as committed: what it did, and the list right after the write that holds it.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub outcome: Outcome,
+    pub snapshot: Arc<Snapshot>,
+}
+
+/// A write of the nodes file failed; nothing changed, in memory or on disk.
+#[derive(Debug, Clone)]
+pub struct PersistError(pub Arc<String>);
+
+impl std::fmt::Display for PersistError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Called by the committer thread once a change is on disk (or failed to get there).
+pub type Completion = Box<dyn FnOnce(Result<Committed, PersistError>) + Send>;
+
+struct Job {
+    change: Change,
+    done: Completion,
+}
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub dir: PathBuf,
+    pub file_name: String,
+    pub max_nodes: usize,
+    /// This process's own identities, never added to its list.
+    pub own: Vec<Node>,
+}
+
+/// The known nodes of this process: read with `snapshot`, changed with `submit` or `apply`.
+pub struct Store {
+    current: Arc<Mutex<Arc<Snapshot>>>,
+    jobs: mpsc::Sender<Job>,
+    path: PathBuf,
+    /// Held open for the life of the process: the OS lock on the directory.
+    _lock: File,
+}
+
+impl Store {
+    /// Creates the directory if needed, takes its lock, loads the nodes file and starts the
+    /// committer thread. Returns the warnings about skipped file entries.
+    pub fn open(options: StoreOptions) -> Result<(Store, Vec<String>), Error> {
+        let StoreOptions {
+            dir,
+            file_name,
+            max_nodes,
+            own,
+        } = options;
+        fs::create_dir_all(&dir).map_err(|source| Error::Dir {
+            path: dir.clone(),
+            source,
+        })?;
+        let lock = lock_directory(&dir)?;
+        let path = dir.join(&file_name);
+        let (nodes, warnings) = load(&path, max_nodes, &own)?;
+
+        let current = Arc::new(Mutex::new(Arc::new(Snapshot::new(nodes))));
+        let (jobs, queue) = mpsc::channel();
+        let committer = Committer {
+            current: Arc::clone(&current),
+            path: path.clone(),
+            temp: dir.join(format!("{file_name}.tmp")),
+            dir,
+            max_nodes,
+            own: own.into_iter().collect(),
+        };
+        thread::Builder::new()
+            .name("committer".into())
+            .spawn(move || committer.run(&queue))
+            .map_err(|source| Error::Start {
+                what: "the committer thread",
+                source,
+            })?;
+        let store = Store {
+            current,
+            jobs,
+            path,
+            _lock: lock,
+        };
+        Ok((store, warnings))
+    }
+
+    /// The nodes file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The committed list. Cheap: the lock is held only to clone an `Arc`.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.current.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Queues a change; `done` runs on the committer thread once it is on disk or failed.
+    pub fn submit(&self, change: Change, done: Completion) {
+        if let Err(mpsc::SendError(job)) = self.jobs.send(Job { change, done }) {
+            // The committer is gone (it only stops when the store is dropped).
+            (job.done)(Err(PersistError(Arc::new(
+                "the committer thread has stopped".into(),
+            ))));
+        }
+    }
+
+    /// Applies a change and waits until it is on disk.
+    pub fn apply(&self, change: Change) -> Result<Committed, PersistError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit(
+            change,
+            Box::new(move |result| {
+                let _ = tx.send(result);
+            }),
+        );
+        rx.recv().unwrap_or_else(|_| {
+            Err(PersistError(Arc::new(
+                "the committer thread has stopped".into(),
+            )))
+        })
+    }
+
+    /// Returns once every change submitted before the call is committed (or failed).
+    pub fn flush(&self) {
+        let _ = self.apply(Change::Learn(Vec::new()));
+    }
+}
+
+/// Takes the OS lock on `dir`'s lock file, and writes our pid into it for whoever comes next.
+fn lock_directory(dir: &Path) -> Result<File, Error> {
+    let path = dir.join(LOCK_FILE);
+    let dir_error = |source| Error::Dir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(dir_error)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => format!("lock held on {}", path.display()),
+                pid => format!("pid {pid}, lock held on {}", path.display()),
+            };
+            return Err(Error::Locked {
+                path: dir.to_path_buf(),
+                holder,
+            });
+        }
+        Err(TryLockError::Error(source)) => return Err(dir_error(source)),
+    }
+    // Only informative: a failure to record the pid does not matter.
+    let _ = file
+        .set_len(0)
+        .and_then(|_| writeln!(file, "{}", std::process::id()));
+    Ok(file)
+}
+
+/// Loads the nodes file: a missing file is an empty list, invalid entries are skipped with a
+/// warning each, anything but a JSON array is an error (and the file is not touched).
+pub fn load(path: &Path, max_nodes: usize, own: &[Node]) -> Result<(NodeSet, Vec<String>), Error> {
+    let text = match fs::read(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((NodeSet::new(), Vec::new())),
+        Err(source) => {
+            return Err(Error::Read {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let corrupt = |reason: String| Error::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let entries = match serde_json::from_slice::<Value>(&text) {
+        Ok(Value::Array(entries)) => entries,
+        Ok(_) => return Err(corrupt("the top level is not an array".into())),
+        Err(e) => return Err(corrupt(format!("not valid JSON: {e}"))),
+    };
+    let mut nodes = NodeSet::new();
+    let mut warnings = Vec::new();
+    let file = path.display();
+    for (i, entry) in entries.iter().enumerate() {
+        match Node::from_value(entry) {
+            Err(e) => warnings.push(format!("{file}: skipping entry {i} {entry}: {e}")),
+            Ok(node) if own.contains(&node) => warnings.push(format!(
+                "{file}: skipping entry {i} {entry}: it is this process"
+            )),
+            Ok(_) if nodes.len() >= max_nodes => {
+                warnings.push(format!(
+                    "{file}: skipping entries from {i} on: --max_nodes is {max_nodes}"
+                ));
+                break;
+            }
+            Ok(node) => {
+                if !nodes.insert(node) {
+                    warnings.push(format!("{file}: skipping entry {i} {entry}: a duplicate"));
+                }
+            }
+        }
+    }
+    Ok((nodes, warnings))
+}
+
+/// The committer thread's state.
+struct Committer {
+    current: Arc<Mutex<Arc<Snapshot>>>,
+    path: PathBuf,
+    temp: PathBuf,
+    dir: PathBuf,
+    max_nodes: usize,
+    own: HashSet<Node>,
+}
+
+impl Committer {
+    /// Runs until every `Store` handle is gone.
+    fn run(self, queue: &mpsc::Receiver<Job>) {
+        while let Ok(first) = queue.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.commit(batch);
+        }
+    }
+
+    /// Applies a batch in order, writes the result once, then completes every job.
+    fn commit(&self, batch: Vec<Job>) {
+        let base = Arc::clone(&self.current.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut working: Option<NodeSet> = None;
+        let outcomes: Vec<Outcome> = batch
+            .iter()
+            .map(|job| self.apply(&base.nodes, &mut working, &job.change))
+            .collect();
+        let result = match working {
+            None => Ok(base),
+            Some(nodes) => {
+                let snapshot = Snapshot::new(nodes);
+                match self.write(&snapshot.json) {
+                    Ok(()) => {
+                        let snapshot = Arc::new(snapshot);
+                        *self.current.lock().unwrap_or_else(PoisonError::into_inner) =
+                            Arc::clone(&snapshot);
+                        Ok(snapshot)
+                    }
+                    Err(e) => {
+                        let message = format!("could not save {}: {e}", self.path.display());
+                        log::error!("{message}; the list is unchanged");
+                        Err(PersistError(Arc::new(message)))
+                    }
+                }
+            }
+        };
+        for (job, outcome) in batch.into_iter().zip(outcomes) {
+            let committed = result
+                .clone()
+                .map(|snapshot| Committed { outcome, snapshot });
+            // A completion that panics must not take the committer down with it.
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| (job.done)(committed)));
+        }
+    }
+
+    /// Applies one change to the working copy, cloning the committed list on first change.
+    fn apply(&self, base: &NodeSet, working: &mut Option<NodeSet>, change: &Change) -> Outcome {
+        let known = working.as_ref().unwrap_or(base);
+        match change {
+            Change::Add(node) => {
+                if self.own.contains(node) {
+                    Outcome::IsSelf
+                } else if known.contains(node) {
+                    Outcome::AlreadyKnown
+                } else if known.len() >= self.max_nodes {
+                    Outcome::Full
+                } else {
+                    working
+                        .get_or_insert_with(|| base.clone())
+                        .insert(node.clone());
+                    Outcome::Added
+                }
+            }
+            Change::Remove(node) => {
+                if known.contains(node) {
+                    let gone = HashSet::from([node.clone()]);
+                    working
+                        .get_or_insert_with(|| base.clone())
+                        .remove_all(&gone);
+                    Outcome::Removed
+                } else {
+                    Outcome::NotKnown
+                }
+            }
+            Change::Learn(nodes) => {
+                let mut added = 0;
+                for node in nodes {
+                    let known = working.as_ref().unwrap_or(base);
+                    if known.len() >= self.max_nodes {
+                        break;
+                    }
+                    if !known.contains(node) && !self.own.contains(node) {
+                        working
+                            .get_or_insert_with(|| base.clone())
+                            .insert(node.clone());
+                        added += 1;
+                    }
+                }
+                Outcome::Learned(added)
+            }
+            Change::Forget(nodes) => {
+                let gone: HashSet<Node> = nodes
+                    .iter()
+                    .filter(|n| known.contains(n))
+                    .cloned()
+                    .collect();
+                if gone.is_empty() {
+                    return Outcome::Forgot(0);
+                }
+                Outcome::Forgot(
+                    working
+                        .get_or_insert_with(|| base.clone())
+                        .remove_all(&gone),
+                )
+            }
+        }
+    }
+
+    /// Writes `json` as the nodes file: temporary file, flushed to disk, renamed over the
+    /// file, then the directory flushed so the rename itself is durable.
+    fn write(&self, json: &[u8]) -> io::Result<()> {
+        let mut file = File::create(&self.temp)?;
+        file.write_all(json)?;
+        file.write_all(b"\n")?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&self.temp, &self.path)?;
+        File::open(&self.dir)?.sync_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(port: u16) -> Node {
+        Node::new("127.0.0.1", port).unwrap()
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("seedmesh-store-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn open(dir: &Path, max_nodes: usize) -> Store {
+        let options = StoreOptions {
+            dir: dir.to_path_buf(),
+            file_name: "nodes.json".into(),
+            max_nodes,
+            own: vec![n(1)],
+        };
+        Store::open(options).unwrap().0
+    }
+
+    #[test]
+    fn changes_are_on_disk_when_acknowledged_and_survive_reopening() {
+        let dir = temp_dir("reopen");
+        let store = open(&dir, 10);
+        assert_eq!(
+            store.apply(Change::Add(n(5))).unwrap().outcome,
+            Outcome::Added
+        );
+        assert_eq!(
+            store.apply(Change::Add(n(5))).unwrap().outcome,
+            Outcome::AlreadyKnown
+        );
+        assert_eq!(
+            store.apply(Change::Add(n(1))).unwrap().outcome,
+            Outcome::IsSelf
+        );
+        assert_eq!(
+            store.apply(Change::Add(n(6))).unwrap().outcome,
+            Outcome::Added
+        );
+        assert_eq!(
+            store.apply(Change::Remove(n(9))).unwrap().outcome,
+            Outcome::NotKnown
+        );
+        let on_disk = fs::read_to_string(dir.join("nodes.json")).unwrap();
+        assert_eq!(
+            on_disk,
+            "[{\"ip_address\":\"127.0.0.1\",\"port\":5},{\"ip_address\":\"127.0.0.1\",\"port\":6}]\n"
+        );
+        drop(store);
+        let (nodes, warnings) = load(&dir.join("nodes.json"), 10, &[]).unwrap();
+        assert_eq!(nodes.as_slice(), &[n(5), n(6)]);
+        assert!(warnings.is_empty());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_full_table_refuses_new_nodes_and_learn_stops_at_the_cap() {
+        let dir = temp_dir("full");
+        let store = open(&dir, 3);
+        let learned = store
+            .apply(Change::Learn(vec![n(1), n(2), n(2), n(3)]))
+            .unwrap();
+        assert_eq!(
+            learned.outcome,
+            Outcome::Learned(2),
+            "own node and duplicate skipped"
+        );
+        assert_eq!(
+            store.apply(Change::Add(n(4))).unwrap().outcome,
+            Outcome::Added
+        );
+        assert_eq!(
+            store.apply(Change::Add(n(7))).unwrap().outcome,
+            Outcome::Full
+        );
+        assert_eq!(
+            store.apply(Change::Learn(vec![n(8)])).unwrap().outcome,
+            Outcome::Learned(0)
+        );
+        let forgot = store.apply(Change::Forget(vec![n(2), n(9)])).unwrap();
+        assert_eq!(forgot.outcome, Outcome::Forgot(1));
+        assert_eq!(forgot.snapshot.nodes.as_slice(), &[n(3), n(4)]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_write_changes_nothing() {
+        let dir = temp_dir("fail");
+        let store = open(&dir, 10);
+        store.apply(Change::Add(n(5))).unwrap();
+        // A directory where the temporary file should go makes the write fail.
+        fs::create_dir(dir.join("nodes.json.tmp")).unwrap();
+        let err = store.apply(Change::Add(n(6))).unwrap_err();
+        assert!(err.to_string().contains("could not save"), "{err}");
+        assert_eq!(store.snapshot().nodes.as_slice(), &[n(5)]);
+        fs::remove_dir(dir.join("nodes.json.tmp")).unwrap();
+        assert_eq!(
+            store.apply(Change::Add(n(6))).unwrap().outcome,
+            Outcome::Added
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn loading_skips_bad_entries_and_refuses_non_arrays() {
+        let dir = temp_dir("load");
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("nodes.json");
+        fs::write(
+            &path,
+            r#"[{"ip_address": "127.0.0.1", "port": 55000}, {"ip_address": "x y", "port": 1},
+               {"ip_address": "127.0.0.1", "port": 55000}, 7, {"ip_address": "::1", "port": 2}]"#,
+        )
+        .unwrap();
+        let (nodes, warnings) = load(&path, 10, &[]).unwrap();
+        assert_eq!(nodes.as_slice(), &[n(55000), Node::new("::1", 2).unwrap()]);
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(warnings[0].contains("entry 1"), "{warnings:?}");
+
+        for bad in [&b"{}"[..], b"[{", b"", b"null"] {
+            fs::write(&path, bad).unwrap();
+            let err = load(&path, 10, &[]).unwrap_err();
+            assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+            assert!(err.to_string().contains("nodes.json"), "{err}");
+            assert_eq!(fs::read(&path).unwrap(), bad, "left untouched");
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_second_store_on_the_same_directory_is_refused() {
+        let dir = temp_dir("lock");
+        let first = open(&dir, 10);
+        let options = StoreOptions {
+            dir: dir.clone(),
+            file_name: "nodes.json".into(),
+            max_nodes: 10,
+            own: vec![],
+        };
+        let err = Store::open(options.clone()).err().unwrap();
+        assert!(
+            err.to_string().contains("in use by another process"),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        drop(first);
+        assert!(
+            Store::open(options).is_ok(),
+            "the lock goes with its holder"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
