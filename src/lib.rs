@@ -3,4 +3,6 @@
 
 pub mod error;
 pub mod nodes;
+pub mod routes;
+pub mod server;
 pub mod store;

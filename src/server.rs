@@ -1,0 +1,165 @@
+//! The HTTP server: tiny_http's connection threads read each request whole; `--workers`
+//! threads take them from its queue, turn each into a `routes::Request`, and hand back the
+//! answer. A change is answered from the committer thread once it is on disk.
+
+use std::io::Cursor;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use tiny_http::{Header, StatusCode};
+
+use crate::error::Error;
+use crate::routes::{self, Api, Body, Reply, Response};
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Threads answering requests.
+    pub workers: usize,
+    /// Most connections open at once.
+    pub max_connections: usize,
+}
+
+/// A running server.
+pub struct Server {
+    http: Arc<tiny_http::Server>,
+    workers: Vec<JoinHandle<()>>,
+    api: Arc<Api>,
+}
+
+impl Server {
+    /// Serves `listener` with `options.workers` worker threads.
+    pub fn start(
+        listener: TcpListener,
+        api: Arc<Api>,
+        options: &ServerOptions,
+    ) -> Result<Server, Error> {
+        let limits = tiny_http::Limits {
+            max_connections: options.max_connections,
+            idle_timeout: Duration::from_secs(10),
+            max_body_bytes: routes::MAX_BODY_BYTES,
+            ..tiny_http::Limits::default()
+        };
+        let start_error = |source| Error::Start {
+            what: "the HTTP server",
+            source,
+        };
+        let http =
+            Arc::new(tiny_http::Server::from_listener(listener, limits).map_err(start_error)?);
+        let mut workers = Vec::with_capacity(options.workers);
+        for i in 0..options.workers {
+            let (http, api) = (Arc::clone(&http), Arc::clone(&api));
+            let worker = thread::Builder::new()
+                .name(format!("worker-{i}"))
+                .stack_size(512 * 1024)
+                .spawn(move || {
+                    while let Ok(request) = http.recv() {
+                        serve(request, &api);
+                    }
+                })
+                .map_err(start_error)?;
+            workers.push(worker);
+        }
+        Ok(Server { http, workers, api })
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.http.server_addr()
+    }
+
+    /// Stops accepting, answers the requests already read, and returns once their answers
+    /// are written or `deadline` has passed.
+    pub fn shutdown(self, deadline: Instant) {
+        self.http.stop_accepting();
+        for _ in &self.workers {
+            self.http.unblock();
+        }
+        for worker in self.workers {
+            let _ = worker.join();
+        }
+        // Changes handed to the committer are answered once they are on disk.
+        self.api.store.flush();
+        if !self.http.wait_for_responses(deadline) {
+            log::warn!(
+                "stopping with {} answers not yet written",
+                self.http.requests_in_flight()
+            );
+        }
+    }
+}
+
+/// Answers one request. A panic in the routes answers 500; the worker lives on.
+fn serve(mut request: tiny_http::Request, api: &Api) {
+    let mut body = Vec::new();
+    // The body is already in memory: reading it cannot fail.
+    let _ = request.as_reader().read_to_end(&mut body);
+    let reply = panic::catch_unwind(AssertUnwindSafe(|| {
+        let plain = routes::Request {
+            method: request.method().as_str(),
+            target: request.url(),
+            body: if request.body_too_large() {
+                Body::TooLarge
+            } else {
+                Body::Bytes(&body)
+            },
+            caller: request
+                .remote_addr()
+                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip()),
+            authorization: header(&request, "Authorization"),
+        };
+        routes::handle(api, &plain)
+    }));
+    match reply {
+        Ok(Reply::Now(response)) => send(request, response),
+        Ok(Reply::Commit { change, answer }) => api.store.submit(
+            change,
+            Box::new(move |result| send(request, answer.finish(result))),
+        ),
+        Err(_) => send(
+            request,
+            Response::error(500, "internal error; nothing was changed"),
+        ),
+    }
+}
+
+fn header<'r>(request: &'r tiny_http::Request, name: &'static str) -> Option<&'r str> {
+    request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv(name))
+        .map(|h| h.value.as_str())
+}
+
+/// Turns a plain response into tiny_http's and hands it to the connection thread.
+fn send(request: tiny_http::Request, response: Response) {
+    let length = response.body.as_ref().len();
+    let mut headers = vec![fixed_header(
+        "Server",
+        concat!("seedmesh/", env!("CARGO_PKG_VERSION")),
+    )];
+    if let Some(content_type) = response.content_type {
+        headers.push(fixed_header("Content-Type", content_type));
+    }
+    if let Some(allow) = response.allow {
+        headers.push(fixed_header("Allow", allow));
+    }
+    let response = tiny_http::Response::new(
+        StatusCode(response.status),
+        headers,
+        Cursor::new(response.body),
+        Some(length),
+        None,
+    )
+    .with_chunked_threshold(usize::MAX);
+    // An error means the client has gone: nothing left to do.
+    let _ = request.respond(response);
+}
+
+/// A header from ASCII constants.
+fn fixed_header(name: &'static str, value: &'static str) -> Header {
+    Header::from_bytes(name, value).unwrap_or_else(|()| unreachable!("{name}: {value} is ASCII"))
+}
