@@ -3,6 +3,9 @@
 
 pub mod error;
 pub mod nodes;
+pub mod peers;
 pub mod routes;
 pub mod server;
+pub mod stats;
 pub mod store;
+pub mod update;

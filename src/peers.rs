@@ -1,0 +1,224 @@
+//! Requests to other processes (SPEC §5, §7, §10), every one bounded by `--timeout`, and
+//! `parallel`, which runs them on a bounded number of threads.
+
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::thread;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::nodes::Node;
+
+/// A peer's `/nodes/` answer over this size is dropped.
+pub const MAX_LIST_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Stack size of the threads that make peer requests.
+const CHECK_STACK_BYTES: usize = 256 * 1024;
+
+/// Why a request to a peer failed.
+#[derive(Debug)]
+pub enum PeerError {
+    /// No HTTP answer: refused, reset, timed out, unresolvable.
+    Unreachable(String),
+    /// An HTTP answer, but not the one asked for.
+    BadAnswer(String),
+}
+
+impl fmt::Display for PeerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerError::Unreachable(e) => write!(f, "unreachable: {e}"),
+            PeerError::BadAnswer(e) => write!(f, "bad answer: {e}"),
+        }
+    }
+}
+
+/// What a peer's `GET /nodes/` answered.
+#[derive(Debug, Default)]
+pub struct PeerList {
+    pub nodes: Vec<Node>,
+    /// Entries that were not valid nodes, skipped.
+    pub invalid: usize,
+}
+
+/// The HTTP client for peers: one agent, cheap to clone, every call bounded by the timeout.
+#[derive(Clone)]
+pub struct Peers {
+    agent: ureq::Agent,
+}
+
+impl Peers {
+    pub fn new(timeout: Duration) -> Peers {
+        let config = ureq::Agent::config_builder()
+            // Connect, send and receive, all within one budget.
+            .timeout_global(Some(timeout))
+            // Any HTTP answer means the peer is online (SPEC §5).
+            .http_status_as_error(false)
+            // Peers are addressed directly; a proxy from the environment would be wrong.
+            .proxy(None)
+            .max_redirects(0)
+            // No pooling: rounds are a minute apart and servers close idle connections after
+            // 10 s, so a pooled connection would be stale and fail a healthy peer.
+            .max_idle_connections(0)
+            .max_idle_connections_per_host(0)
+            .user_agent(concat!("seedmesh/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Peers {
+            agent: config.into(),
+        }
+    }
+
+    /// `GET /`: online when it answers anything (the seed's liveness check).
+    pub fn probe(&self, node: &Node) -> Result<(), PeerError> {
+        self.agent
+            .get(node.url("/"))
+            .call()
+            .map(drop)
+            .map_err(unreachable)
+    }
+
+    /// `POST /` with our own node: announces us and checks the peer in one request.
+    /// Online when it answers anything.
+    pub fn announce(&self, node: &Node, me: &[u8]) -> Result<(), PeerError> {
+        self.agent
+            .post(node.url("/"))
+            .header("Content-Type", "application/json")
+            .send(me)
+            .map(drop)
+            .map_err(unreachable)
+    }
+
+    /// `GET /nodes/`: the peer's list, at most `MAX_LIST_BYTES`, invalid entries skipped.
+    pub fn fetch_nodes(&self, node: &Node) -> Result<PeerList, PeerError> {
+        let mut response = self
+            .agent
+            .get(node.url("/nodes/"))
+            .call()
+            .map_err(unreachable)?;
+        let status = response.status();
+        if status != 200 {
+            return Err(PeerError::BadAnswer(format!(
+                "GET /nodes/ answered {status}"
+            )));
+        }
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_LIST_BYTES)
+            .read_to_vec()
+            .map_err(|e| match e {
+                ureq::Error::BodyExceedsLimit(_) => PeerError::BadAnswer(format!(
+                    "list over {} MiB dropped",
+                    MAX_LIST_BYTES / 1024 / 1024
+                )),
+                e => unreachable(e),
+            })?;
+        let entries = match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Array(entries)) => entries,
+            Ok(_) => return Err(PeerError::BadAnswer("list is not a JSON array".into())),
+            Err(e) => return Err(PeerError::BadAnswer(format!("list is not JSON: {e}"))),
+        };
+        let mut list = PeerList::default();
+        for entry in &entries {
+            match Node::from_value(entry) {
+                Ok(node) => list.nodes.push(node),
+                Err(_) => list.invalid += 1,
+            }
+        }
+        Ok(list)
+    }
+}
+
+fn unreachable(e: ureq::Error) -> PeerError {
+    PeerError::Unreachable(e.to_string())
+}
+
+/// Runs `f` on every item with at most `threads` threads at once, and returns the results in
+/// the order of `items`. One slow item delays only its own thread.
+pub fn parallel<T, R, F>(items: &[T], threads: usize, f: F) -> Vec<R>
+where
+    T: Sync,
+    R: Send,
+    F: Fn(&T) -> R + Sync,
+{
+    let results: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let work = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(item) = items.get(i) else { return };
+            let result = f(item);
+            *results[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
+        }
+    };
+    thread::scope(|scope| {
+        for _ in 0..threads.clamp(1, items.len().max(1)) {
+            let spawned = thread::Builder::new()
+                .name("peer-check".into())
+                .stack_size(CHECK_STACK_BYTES)
+                .spawn_scoped(scope, work);
+            if spawned.is_err() {
+                // Out of threads: the ones already running (or this one) do the rest.
+                break;
+            }
+        }
+    });
+    // If not even one thread could start, do the work here.
+    work();
+    results
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .unwrap_or_else(PoisonError::into_inner)
+                .unwrap_or_else(|| unreachable!("every item was processed"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn parallel_keeps_order_and_bounds_threads() {
+        let running = AtomicUsize::new(0);
+        let peak = AtomicUsize::new(0);
+        let items: Vec<u32> = (0..40).collect();
+        let out = parallel(&items, 4, |&i| {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            thread::sleep(Duration::from_millis(5));
+            running.fetch_sub(1, Ordering::SeqCst);
+            i * 2
+        });
+        assert_eq!(out, items.iter().map(|i| i * 2).collect::<Vec<_>>());
+        assert!(peak.load(Ordering::SeqCst) <= 4);
+        assert!(peak.load(Ordering::SeqCst) >= 2, "work did run in parallel");
+    }
+
+    #[test]
+    fn one_slow_item_does_not_delay_the_others() {
+        let items: Vec<u64> = vec![300, 1, 1, 1, 1, 1, 1, 1];
+        let started = Instant::now();
+        let finished = parallel(&items, 2, |&ms| {
+            thread::sleep(Duration::from_millis(ms));
+            started.elapsed()
+        });
+        // The fast items all finish on the second thread long before the slow one.
+        assert!(
+            finished[1..]
+                .iter()
+                .all(|t| *t < Duration::from_millis(200)),
+            "{finished:?}"
+        );
+    }
+
+    #[test]
+    fn parallel_of_nothing_is_nothing() {
+        let out: Vec<u8> = parallel(&[] as &[u8], 8, |&x| x);
+        assert!(out.is_empty());
+    }
+}
