@@ -1,7 +1,15 @@
-//! seedmesh: peer discovery for a blockchain network.
+//! seedmesh: peer discovery for a blockchain network. A seed server (`dns`) and nodes
+//! (`node`) that find each other over plain HTTP/JSON; see SPEC in the README.
+//!
+//! Data flows one way: `server` turns an HTTP request into a `routes::Request`, `routes`
+//! decides the answer against the `store`, and changes are committed to disk by the store's
+//! committer thread before they are answered. `update` runs the periodic rounds using `peers`.
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod daemon;
 pub mod error;
+pub mod logging;
 pub mod nodes;
 pub mod peers;
 pub mod routes;
@@ -9,3 +17,30 @@ pub mod server;
 pub mod stats;
 pub mod store;
 pub mod update;
+
+use std::process::ExitCode;
+
+use config::{Command, Kind};
+
+/// The whole of `main` for both binaries: parse flags, run, report the error once.
+pub fn main(kind: Kind) -> ExitCode {
+    let args = std::env::args_os().skip(1).collect();
+    let settings = match config::parse(kind, args) {
+        Ok(Command::Run(settings)) => settings,
+        Ok(Command::Print(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return fail(kind, &e),
+    };
+    logging::init(settings.log_level);
+    match daemon::run(&settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(kind, &e),
+    }
+}
+
+fn fail(kind: Kind, e: &error::Error) -> ExitCode {
+    eprintln!("{}: error: {e}", kind.name());
+    ExitCode::from(e.exit_code())
+}
