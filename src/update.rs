@@ -3,8 +3,8 @@
 //! that a stop wakes them at once.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::nodes::Node;
@@ -83,6 +83,18 @@ pub fn run(updater: &Updater, role: &Role, stop: &Receiver<()>) {
     }
 }
 
+/// Drops the failure counts of nodes that were not checked this round (removed by someone
+/// else, say), and gives the tally's parts back.
+fn forget_unchecked<'a>(tally: Mutex<Tally<'a>>, checked: &[Node]) -> Tally<'a> {
+    let tally = tally.into_inner().unwrap_or_else(PoisonError::into_inner);
+    let current: HashSet<&Node> = checked.iter().collect();
+    tally
+        .memory
+        .failures
+        .retain(|node, _| current.contains(node));
+    tally
+}
+
 /// `interval` ±10%, so that processes started together do not probe in lockstep.
 fn jittered(interval: Duration) -> Duration {
     interval.mul_f64(0.9 + 0.2 * fastrand::f64())
@@ -92,12 +104,21 @@ fn stopped(stop: &Receiver<()>) -> bool {
     !matches!(stop.try_recv(), Err(TryRecvError::Empty))
 }
 
+/// One round's check results, shared by the check threads.
+struct Tally<'a> {
+    memory: &'a mut Memory,
+    round: &'a mut Round,
+}
+
 impl Updater {
     /// The seed's round: `GET /` every known node, remove the ones that failed too often.
     fn sweep(&self, round: &mut Round, memory: &mut Memory) {
         let known = self.store.snapshot().nodes.as_slice().to_vec();
-        let results = parallel(&known, self.check_threads, |node| self.peers.probe(node));
-        self.settle(&known, results, round, memory);
+        let tally = Mutex::new(Tally { memory, round });
+        parallel(&known, self.check_threads, |node| {
+            self.record(node, self.peers.probe(node), &tally);
+        });
+        forget_unchecked(tally, &known);
     }
 
     /// The node's cycle (SPEC §7).
@@ -107,17 +128,21 @@ impl Updater {
         // 1. Check: announce ourselves to every known node, and register with every seed,
         //    all at once.
         let known = self.store.snapshot().nodes.as_slice().to_vec();
-        let targets: Vec<&Node> = known.iter().chain(&role.seeds).collect();
-        let mut results = parallel(&targets, self.check_threads, |node| {
-            self.peers.announce(node, &me)
-        });
-        for (seed, result) in role.seeds.iter().zip(results.split_off(known.len())) {
-            match result {
-                Ok(()) => log::debug!("registered with seed {seed}"),
-                Err(e) => log::warn!("seed {seed}: {e}; retrying next cycle"),
+        let targets: Vec<(&Node, bool)> = known
+            .iter()
+            .map(|node| (node, false))
+            .chain(role.seeds.iter().map(|seed| (seed, true)))
+            .collect();
+        let tally = Mutex::new(Tally { memory, round });
+        parallel(&targets, self.check_threads, |&(node, is_seed)| {
+            let result = self.peers.announce(node, &me);
+            match (is_seed, result) {
+                (false, result) => self.record(node, result, &tally),
+                (true, Ok(())) => log::debug!("registered with seed {node}"),
+                (true, Err(e)) => log::warn!("seed {node}: {e}; retrying next cycle"),
             }
-        }
-        self.settle(&known, results, round, memory);
+        });
+        let Tally { memory, round } = forget_unchecked(tally, &known);
         if self.enough(role) || stopped(stop) {
             return;
         }
@@ -143,55 +168,48 @@ impl Updater {
         self.store.snapshot().nodes.len() >= role.kn_limit
     }
 
-    /// Counts check results: a success clears a node's failures, a failure adds one, and the
-    /// nodes that reached `fail_limit` are removed.
-    fn settle(
-        &self,
-        checked: &[Node],
-        results: Vec<Result<(), PeerError>>,
-        round: &mut Round,
-        memory: &mut Memory,
-    ) {
-        let failures = &mut memory.failures;
-        let mut dead = Vec::new();
-        for (node, result) in checked.iter().zip(results) {
+    /// Counts one check, on the check thread that made it: a success clears the node's
+    /// failures, a failure adds one, and a node reaching `fail_limit` is removed right away,
+    /// so that slow peers still being checked never delay the removal of a dead one.
+    fn record(&self, node: &Node, result: Result<(), PeerError>, tally: &Mutex<Tally<'_>>) {
+        let dead = {
+            let mut guard = tally.lock().unwrap_or_else(PoisonError::into_inner);
+            let Tally { memory, round } = &mut *guard;
             round.checked += 1;
-            match result {
+            let error = match result {
                 Ok(()) => {
-                    failures.remove(node);
+                    memory.failures.remove(node);
+                    return;
                 }
-                Err(e) => {
-                    round.failed += 1;
-                    let count = failures.entry(node.clone()).or_insert(0);
-                    *count += 1;
-                    if *count >= self.fail_limit {
-                        log::info!("removing {node}: {count} failed check(s) in a row, last {e}");
-                        dead.push(node.clone());
-                    } else {
-                        log::info!("{node} failed check {count} of {}: {e}", self.fail_limit);
-                    }
-                }
+                Err(e) => e,
+            };
+            round.failed += 1;
+            let count = memory.failures.entry(node.clone()).or_insert(0);
+            *count += 1;
+            if *count < self.fail_limit {
+                log::info!(
+                    "{node} failed check {count} of {}: {error}",
+                    self.fail_limit
+                );
+                return;
             }
-        }
-        // Forget the counts of nodes that are no longer being checked.
-        let current: HashSet<&Node> = checked.iter().collect();
-        failures.retain(|node, _| current.contains(node));
-        if dead.is_empty() {
-            return;
-        }
-        // Long enough for every peer to have checked and dropped the node too.
-        let until = Instant::now() + self.interval.mul_f64(1.1) * (self.fail_limit + 3);
-        for node in &dead {
-            failures.remove(node);
+            log::info!("removing {node}: {count} failed check(s) in a row, last {error}");
+            memory.failures.remove(node);
+            // Long enough for every peer to have checked and dropped the node too.
+            let until = Instant::now() + self.interval.mul_f64(1.1) * (self.fail_limit + 3);
             memory.removed.insert(node.clone(), until);
-        }
-        match self.store.apply(Change::Forget(dead)) {
-            Ok(committed) => {
-                if let Outcome::Forgot(n) = committed.outcome {
-                    round.removed += n;
-                }
+            node.clone()
+        };
+        match self.store.apply(Change::Forget(vec![dead])) {
+            Ok(committed) if committed.outcome == Outcome::Forgot(1) => {
+                tally
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .round
+                    .removed += 1;
             }
-            Err(e) => log::error!("could not remove dead nodes: {e}"),
+            Ok(_) => {}
+            Err(e) => log::error!("could not remove {node}: {e}"),
         }
     }
 
