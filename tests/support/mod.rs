@@ -1,0 +1,478 @@
+//! Test support: run the real `dns` and `node` binaries on loopback, each in its own
+//! temporary directory, and talk to them over HTTP. Conditions are awaited with deadlines.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub use serde_json::{Value, json};
+
+/// How long a process may take to print `listening on`.
+const START_DEADLINE: Duration = Duration::from_secs(15);
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, Ordering::SeqCst);
+        let path =
+            std::env::temp_dir().join(format!("seedmesh-test-{}-{n}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `dns` or `node`; killed when dropped.
+pub struct Proc {
+    child: Child,
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    stderr: Arc<Mutex<String>>,
+}
+
+/// What a process printed when it failed to start.
+#[derive(Debug)]
+pub struct Failed {
+    pub status: ExitStatus,
+    pub stderr: String,
+}
+
+pub fn dns(dir: &Path, args: &[&str]) -> Proc {
+    spawn(env!("CARGO_BIN_EXE_dns"), dir, args)
+}
+
+pub fn node(dir: &Path, args: &[&str]) -> Proc {
+    spawn(env!("CARGO_BIN_EXE_node"), dir, args)
+}
+
+/// Starts `bin -d dir -p 0 args…` on 127.0.0.1 unless `args` says otherwise, and waits for
+/// its `listening on` line.
+pub fn spawn(bin: &str, dir: &Path, args: &[&str]) -> Proc {
+    match try_spawn(bin, dir, args) {
+        Ok(proc) => proc,
+        Err(failed) => panic!("{bin} {args:?} did not start: {failed:?}"),
+    }
+}
+
+pub fn try_spawn(bin: &str, dir: &Path, args: &[&str]) -> Result<Proc, Failed> {
+    let mut full: Vec<String> = vec!["-d".into(), dir.display().to_string()];
+    if !args.iter().any(|a| *a == "-p" || a.starts_with("--port")) {
+        full.extend(["-p".into(), "0".into()]);
+    }
+    if !args.iter().any(|a| *a == "-i" || a.starts_with("--ip")) {
+        full.extend(["-i".into(), "127.0.0.1".into()]);
+    }
+    full.extend(args.iter().map(|a| a.to_string()));
+    let mut child = Command::new(bin)
+        .args(&full)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn binary");
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let mut err_pipe = child.stderr.take().unwrap();
+    let sink = Arc::clone(&stderr);
+    thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = err_pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        // Keep draining so the process never blocks on a full pipe.
+        for _ in lines {}
+    });
+    match rx.recv_timeout(START_DEADLINE) {
+        Ok(line) => {
+            let addr = line
+                .strip_prefix("listening on ")
+                .unwrap_or_else(|| panic!("first line was {line:?}"))
+                .parse()
+                .expect("listening address");
+            Ok(Proc {
+                child,
+                addr,
+                dir: dir.to_path_buf(),
+                stderr,
+            })
+        }
+        Err(_) => {
+            let status = wait_exit(&mut child, Duration::from_secs(10));
+            // Give the stderr reader a moment to collect the message.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < deadline && stderr.lock().unwrap().is_empty() {
+                thread::sleep(Duration::from_millis(10));
+            }
+            let stderr = stderr.lock().unwrap().clone();
+            Err(Failed { status, stderr })
+        }
+    }
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return child.wait().expect("wait");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs a binary to completion (for flags that exit at once), returning status, stdout, stderr.
+pub fn run_to_exit(bin: &str, args: &[&str]) -> (ExitStatus, String, String) {
+    let out = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run binary");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// This process as a node object.
+    pub fn node_json(&self) -> Value {
+        json!({"ip_address": self.addr.ip().to_string(), "port": self.addr.port()})
+    }
+
+    pub fn nodes_file(&self) -> PathBuf {
+        self.dir.join("nodes.json")
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        request("GET", self.addr, path, None, &[])
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> Resp {
+        request("POST", self.addr, path, Some(body), &[])
+    }
+
+    pub fn delete(&self, path: &str, body: &str) -> Resp {
+        request("DELETE", self.addr, path, Some(body), &[])
+    }
+
+    /// `GET /nodes/` as (ip_address, port) pairs.
+    pub fn nodes(&self) -> Vec<(String, u16)> {
+        let resp = self.get("/nodes/");
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        nodes_of(&resp.json())
+    }
+
+    /// Sends a signal with `kill(1)` and waits for the exit, up to `limit`.
+    pub fn signal(&mut self, name: &str, limit: Duration) -> (ExitStatus, Duration) {
+        let started = Instant::now();
+        let ok = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{name} failed");
+        let status = wait_exit(&mut self.child, limit);
+        (status, started.elapsed())
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// CPU time (user + system) the process has used, from /proc.
+    pub fn cpu_time(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("read stat");
+        // Fields after the command name (which is in parentheses): utime is 14th, stime 15th.
+        let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        Duration::from_millis(ticks * 10)
+    }
+
+    /// Number of threads of the process, from /proc.
+    pub fn threads(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.pid()))
+            .expect("read task dir")
+            .count()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn nodes_of(list: &Value) -> Vec<(String, u16)> {
+    list.as_array()
+        .expect("a JSON array")
+        .iter()
+        .map(|n| {
+            (
+                n["ip_address"].as_str().unwrap().to_owned(),
+                n["port"].as_u64().unwrap() as u16,
+            )
+        })
+        .collect()
+}
+
+/// An HTTP answer.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The `error` sentence of a JSON error answer.
+    pub fn error(&self) -> String {
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "{self:?}"
+        );
+        self.json()["error"]
+            .as_str()
+            .expect("an error message")
+            .to_owned()
+    }
+}
+
+/// One HTTP/1.1 request on its own connection, with a 10 s deadline.
+pub fn request(
+    method: &str,
+    addr: SocketAddr,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Resp {
+    try_request(method, addr, path, body, headers)
+        .unwrap_or_else(|e| panic!("{method} {addr}{path}: {e}"))
+}
+
+pub fn try_request(
+    method: &str,
+    addr: SocketAddr,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Resp> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(body) = body {
+        // curl -d sends a form content type; the server must not care.
+        if !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        {
+            head.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+        }
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    if let Some(body) = body {
+        stream.write_all(body.as_bytes())?;
+    }
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_response(&raw)
+}
+
+/// Parses one complete HTTP response (with `Content-Length`).
+pub fn parse_response(raw: &[u8]) -> std::io::Result<Resp> {
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no end of head"))?;
+    let head = std::str::from_utf8(&raw[..end]).map_err(|_| bad("head not UTF-8"))?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().ok_or_else(|| bad("no status line"))?;
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("bad status line"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let body = String::from_utf8_lossy(&raw[end + 4..]).into_owned();
+    Ok(Resp {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// Waits until `check` is true, panicking with `what` after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    loop {
+        if check() {
+            return started.elapsed();
+        }
+        if started.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting until {what}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A peer that accepts connections and never answers (a black hole).
+pub struct BlackHole {
+    pub addr: SocketAddr,
+    _listener: TcpListener,
+}
+
+impl BlackHole {
+    /// The kernel completes connections into the backlog; nobody ever reads or answers them.
+    pub fn new(ip: &str) -> BlackHole {
+        let listener = TcpListener::bind((ip, 0)).expect("bind black hole");
+        BlackHole {
+            addr: listener.local_addr().unwrap(),
+            _listener: listener,
+        }
+    }
+}
+
+/// A port with nothing listening: connections are refused.
+pub fn refused_addr(ip: &str) -> SocketAddr {
+    let listener = TcpListener::bind((ip, 0)).expect("bind");
+    listener.local_addr().unwrap()
+    // Dropped here: the port is closed.
+}
+
+/// A minimal HTTP peer that answers every request with `200` and `body`, and records
+/// each request line it receives.
+pub struct FakePeer {
+    pub addr: SocketAddr,
+    pub requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakePeer {
+    pub fn new(ip: &str, body: &str) -> FakePeer {
+        let listener = TcpListener::bind((ip, 0)).expect("bind fake peer");
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&requests);
+        let body = body.to_owned();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let mut length = 0;
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = header.split_once(':')
+                        && k.eq_ignore_ascii_case("content-length")
+                    {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body_in = vec![0; length];
+                let _ = reader.read_exact(&mut body_in);
+                seen.lock().unwrap().push(line.trim().to_owned());
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                    body.len(),
+                    body
+                );
+                let _ = stream.write_all(answer.as_bytes());
+            }
+        });
+        FakePeer { addr, requests }
+    }
+
+    pub fn count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+
+    pub fn node_json(&self) -> Value {
+        json!({"ip_address": self.addr.ip().to_string(), "port": self.addr.port()})
+    }
+}
