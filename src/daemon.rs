@@ -15,6 +15,7 @@ use crate::config::{Kind, Settings, binds_all_interfaces};
 use crate::error::Error;
 use crate::nodes::{Host, Node};
 use crate::peers::Peers;
+use crate::report::{Limits, Profile};
 use crate::routes::{Api, ApiConfig};
 use crate::server::{Server, ServerOptions};
 use crate::stats::Stats;
@@ -55,6 +56,8 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
             admin_token: settings.admin_token.clone(),
         },
         store: Arc::clone(&store),
+        profile: profile(settings, me.clone()),
+        stats: Arc::clone(&stats),
     });
     let server = Server::start(
         listener,
@@ -123,6 +126,30 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
     store.flush();
     log::info!("stopped");
     Ok(())
+}
+
+/// Who this process is, as `/status` reports it.
+fn profile(settings: &Settings, me: Option<Node>) -> Profile {
+    let is_node = settings.kind == Kind::Node;
+    Profile {
+        role: settings.kind.name(),
+        node: me,
+        version: env!("CARGO_PKG_VERSION"),
+        seeds: settings.seeds.clone(),
+        limits: Limits {
+            upd_int_seconds: settings.upd_int.as_secs_f64(),
+            timeout_seconds: settings.timeout.as_secs_f64(),
+            fail_limit: settings.fail_limit,
+            kn_limit: is_node.then_some(settings.kn_limit),
+            max_nodes: settings.max_nodes,
+            list_limit: settings.list_limit,
+            check_threads: settings.check_threads,
+            workers: settings.workers,
+            max_conns: settings.max_conns,
+            verify_source: settings.verify_source,
+            admin_token_set: settings.admin_token.is_some(),
+        },
+    }
 }
 
 /// Binds the listening socket: the given port, or for a node without `-p` a free port in

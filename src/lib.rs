@@ -12,6 +12,7 @@ pub mod error;
 pub mod logging;
 pub mod nodes;
 pub mod peers;
+pub mod report;
 pub mod routes;
 pub mod server;
 pub mod stats;

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::nodes::{Host, Node, NodeError};
+use crate::report::{self, Facts, Load, Profile};
+use crate::stats::Stats;
 use crate::store::{Change, Committed, Outcome, PersistError, Snapshot, Store};
 
 /// Request bodies larger than this are refused with 413 without being read.
@@ -27,6 +29,8 @@ pub struct Request<'a> {
     pub caller: IpAddr,
     /// The `Authorization` header, if any.
     pub authorization: Option<&'a str>,
+    /// The server's load when the request arrived, for `/status` and `/metrics`.
+    pub load: Load,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -174,6 +178,9 @@ pub struct ApiConfig {
 pub struct Api {
     pub config: ApiConfig,
     pub store: Arc<Store>,
+    /// Who this process is, for `/status` and `/metrics`.
+    pub profile: Profile,
+    pub stats: Arc<Stats>,
 }
 
 /// The routes, with the methods each allows.
@@ -183,6 +190,8 @@ enum Route {
     Nodes,
     Random,
     Index(usize),
+    Status,
+    Metrics,
 }
 
 impl Route {
@@ -192,6 +201,8 @@ impl Route {
             "" => Some(Route::Root),
             "/nodes" => Some(Route::Nodes),
             "/nodes/random" => Some(Route::Random),
+            "/status" => Some(Route::Status),
+            "/metrics" => Some(Route::Metrics),
             _ => {
                 let index = path.strip_prefix("/nodes/")?;
                 if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
@@ -207,9 +218,27 @@ impl Route {
         match self {
             Route::Root => "GET, HEAD, POST",
             Route::Nodes => "GET, HEAD, POST, DELETE",
-            Route::Random | Route::Index(_) => "GET, HEAD",
+            Route::Random | Route::Index(_) | Route::Status | Route::Metrics => "GET, HEAD",
         }
     }
+
+    /// The label requests to this route are counted under (see `stats::ROUTES`).
+    fn label(self) -> &'static str {
+        match self {
+            Route::Root => "/",
+            Route::Nodes => "/nodes/",
+            Route::Random => "/nodes/random/",
+            Route::Index(_) => "/nodes/<i>/",
+            Route::Status => "/status",
+            Route::Metrics => "/metrics",
+        }
+    }
+}
+
+/// The label a request target is counted under in `/metrics`.
+pub fn route_label(target: &str) -> &'static str {
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    Route::parse(path).map_or("other", Route::label)
 }
 
 /// Decides the answer to `request`.
@@ -300,6 +329,15 @@ fn decide(api: &Api, request: &Request<'_>) -> Result<Reply, Response> {
                 None => return Err(Response::error(404, "no node is known yet")),
             }
         }
+        (Route::Status, _) => {
+            Reply::Now(Response::json(200, &report::status(&facts(api, request))))
+        }
+        (Route::Metrics, _) => Reply::Now(Response {
+            status: 200,
+            content_type: Some(report::METRICS_CONTENT_TYPE),
+            allow: None,
+            body: Payload::Owned(report::metrics(&facts(api, request)).into_bytes()),
+        }),
         (Route::Index(i), _) => {
             let snapshot = snapshot();
             match snapshot.nodes.get(i) {
@@ -314,6 +352,15 @@ fn decide(api: &Api, request: &Request<'_>) -> Result<Reply, Response> {
         }
     };
     Ok(reply)
+}
+
+fn facts<'a>(api: &'a Api, request: &Request<'_>) -> Facts<'a> {
+    Facts {
+        profile: &api.profile,
+        stats: &api.stats,
+        store: &api.store,
+        load: request.load,
+    }
 }
 
 /// Parses the query string: only `GET /nodes/` takes one parameter, `limit`.
@@ -417,8 +464,32 @@ mod tests {
         let api = Api {
             config,
             store: Arc::new(store),
+            profile: profile(),
+            stats: Arc::new(Stats::default()),
         };
         Fixture { api, dir }
+    }
+
+    fn profile() -> Profile {
+        Profile {
+            role: "dns",
+            node: Some(Node::new("127.0.0.1", 42020).unwrap()),
+            version: "0.0.0-test",
+            seeds: Vec::new(),
+            limits: report::Limits {
+                upd_int_seconds: 60.0,
+                timeout_seconds: 5.0,
+                fail_limit: 1,
+                kn_limit: None,
+                max_nodes: 10,
+                list_limit: 1000,
+                check_threads: 64,
+                workers: 4,
+                max_conns: 1024,
+                verify_source: false,
+                admin_token_set: true,
+            },
+        }
     }
 
     fn config() -> ApiConfig {
@@ -444,6 +515,7 @@ mod tests {
             body: Body::Bytes(body.as_bytes()),
             caller,
             authorization: auth,
+            load: Load::default(),
         };
         match handle(&f.api, &request) {
             Reply::Now(response) => response,
@@ -523,6 +595,7 @@ mod tests {
             body: Body::Bytes(br#"{"ip_address": "::1", "port": 55000}"#),
             caller: REMOTE,
             authorization: None,
+            load: Load::default(),
         };
         assert!(matches!(handle(&f.api, &request), Reply::Now(r) if r.status == 200));
     }
@@ -838,6 +911,7 @@ mod tests {
                 body: Body::TooLarge,
                 caller: LOCAL,
                 authorization: None,
+                load: Load::default(),
             };
             let Reply::Now(response) = handle(&f.api, &request) else {
                 panic!("no commit expected")
@@ -895,5 +969,27 @@ mod tests {
             );
         }
         assert_eq!(ports(&get(&f, "/nodes/")), vec![1]);
+    }
+
+    #[test]
+    fn status_and_metrics_report_the_list_and_allow_only_reads() {
+        let f = fixture("report", 10, config());
+        call(&f, "POST", "/nodes/", &node(1), LOCAL, None);
+        let status = json(&get(&f, "/status"));
+        assert_eq!(status["role"], "dns");
+        assert_eq!(status["known"], 1);
+        assert_eq!(status["totals"]["changes"], 1);
+        assert_eq!(status["last_round"], serde_json::Value::Null);
+        let metrics = get(&f, "/metrics/");
+        assert_eq!(metrics.content_type, Some(report::METRICS_CONTENT_TYPE));
+        assert!(text(&metrics).contains("\nseedmesh_known_nodes 1\n"));
+        for target in ["/status", "/metrics"] {
+            let response = call(&f, "POST", target, "", LOCAL, None);
+            assert_eq!((response.status, response.allow), (405, Some("GET, HEAD")));
+            assert_eq!(get(&f, &format!("{target}?verbose=1")).status, 400);
+        }
+        assert_eq!(route_label("/status?x"), "/status");
+        assert_eq!(route_label("/nodes/12/"), "/nodes/<i>/");
+        assert_eq!(route_label("/favicon.ico"), "other");
     }
 }

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use tiny_http::{Header, StatusCode};
 
 use crate::error::Error;
+use crate::report::Load;
 use crate::routes::{self, Api, Body, Reply, Response};
+use crate::stats::Stats;
 
 /// How the server runs.
 #[derive(Debug, Clone)]
@@ -57,7 +59,11 @@ impl Server {
                 .stack_size(512 * 1024)
                 .spawn(move || {
                     while let Ok(request) = http.recv() {
-                        serve(request, &api);
+                        let load = Load {
+                            connections: http.num_connections(),
+                            in_flight: http.requests_in_flight(),
+                        };
+                        serve(request, &api, load);
                     }
                 })
                 .map_err(start_error)?;
@@ -93,7 +99,7 @@ impl Server {
 }
 
 /// Answers one request. A panic in the routes answers 500; the worker lives on.
-fn serve(mut request: tiny_http::Request, api: &Api) {
+fn serve(mut request: tiny_http::Request, api: &Api, load: Load) {
     let mut body = Vec::new();
     // The body is already in memory: reading it cannot fail.
     let _ = request.as_reader().read_to_end(&mut body);
@@ -110,18 +116,21 @@ fn serve(mut request: tiny_http::Request, api: &Api) {
                 .remote_addr()
                 .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip()),
             authorization: header(&request, "Authorization"),
+            load,
         };
         routes::handle(api, &plain)
     }));
+    let stats = Arc::clone(&api.stats);
     match reply {
-        Ok(Reply::Now(response)) => send(request, response),
+        Ok(Reply::Now(response)) => send(request, response, &stats),
         Ok(Reply::Commit { change, answer }) => api.store.submit(
             change,
-            Box::new(move |result| send(request, answer.finish(result))),
+            Box::new(move |result| send(request, answer.finish(result), &stats)),
         ),
         Err(_) => send(
             request,
             Response::error(500, "internal error; nothing was changed"),
+            &stats,
         ),
     }
 }
@@ -134,8 +143,21 @@ fn header<'r>(request: &'r tiny_http::Request, name: &'static str) -> Option<&'r
         .map(|h| h.value.as_str())
 }
 
-/// Turns a plain response into tiny_http's and hands it to the connection thread.
-fn send(request: tiny_http::Request, response: Response) {
+/// Counts the answer, turns it into tiny_http's response and hands it to the connection
+/// thread.
+fn send(request: tiny_http::Request, response: Response, stats: &Stats) {
+    let method = request.method().as_str();
+    stats
+        .requests
+        .count(routes::route_label(request.url()), method, response.status);
+    log::debug!(
+        "{method} {} from {} -> {}",
+        request.url(),
+        request
+            .remote_addr()
+            .map_or_else(|| "?".to_string(), |a| a.ip().to_string()),
+        response.status
+    );
     let length = response.body.as_ref().len();
     let mut headers = vec![fixed_header(
         "Server",

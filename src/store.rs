@@ -11,6 +11,7 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Write};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread;
 
@@ -72,6 +73,17 @@ pub enum Outcome {
     Forgot(usize),
 }
 
+impl Outcome {
+    /// Whether the change modified the list.
+    pub fn changed(self) -> bool {
+        match self {
+            Outcome::Added | Outcome::Removed => true,
+            Outcome::Learned(n) | Outcome::Forgot(n) => n > 0,
+            Outcome::AlreadyKnown | Outcome::Full | Outcome::IsSelf | Outcome::NotKnown => false,
+        }
+    }
+}
+
 /// A change as committed: what it did, and the list right after the write that holds it.
 #[derive(Debug, Clone)]
 pub struct Committed {
@@ -87,6 +99,17 @@ impl std::fmt::Display for PersistError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// What the committer has done since start. Counters only grow.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Writes of the nodes file that reached the disk.
+    pub writes: AtomicU64,
+    /// Writes that failed; the changes in them were refused.
+    pub write_failures: AtomicU64,
+    /// Changes applied and committed (each answered 200 by the API).
+    pub changes: AtomicU64,
 }
 
 /// Called by the committer thread once a change is on disk (or failed to get there).
@@ -110,6 +133,7 @@ pub struct StoreOptions {
 /// The known nodes of this process: read with `snapshot`, changed with `submit` or `apply`.
 pub struct Store {
     current: Arc<Mutex<Arc<Snapshot>>>,
+    stats: Arc<StoreStats>,
     jobs: mpsc::Sender<Job>,
     path: PathBuf,
     /// Held open for the life of the process: the OS lock on the directory.
@@ -135,9 +159,11 @@ impl Store {
         let (nodes, warnings) = load(&path, max_nodes, &own)?;
 
         let current = Arc::new(Mutex::new(Arc::new(Snapshot::new(nodes))));
+        let stats = Arc::new(StoreStats::default());
         let (jobs, queue) = mpsc::channel();
         let committer = Committer {
             current: Arc::clone(&current),
+            stats: Arc::clone(&stats),
             path: path.clone(),
             temp: dir.join(format!("{file_name}.tmp")),
             dir,
@@ -153,6 +179,7 @@ impl Store {
             })?;
         let store = Store {
             current,
+            stats,
             jobs,
             path,
             _lock: lock,
@@ -163,6 +190,11 @@ impl Store {
     /// The nodes file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// What the committer has done since start.
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
     }
 
     /// The committed list. Cheap: the lock is held only to clone an `Arc`.
@@ -289,6 +321,7 @@ pub fn load(path: &Path, max_nodes: usize, own: &[Node]) -> Result<(NodeSet, Vec
 /// The committer thread's state.
 struct Committer {
     current: Arc<Mutex<Arc<Snapshot>>>,
+    stats: Arc<StoreStats>,
     path: PathBuf,
     temp: PathBuf,
     dir: PathBuf,
@@ -325,12 +358,14 @@ impl Committer {
                 let snapshot = Snapshot::new(nodes);
                 match self.write(&snapshot.json) {
                     Ok(()) => {
+                        self.stats.writes.fetch_add(1, Ordering::Relaxed);
                         let snapshot = Arc::new(snapshot);
                         *self.current.lock().unwrap_or_else(PoisonError::into_inner) =
                             Arc::clone(&snapshot);
                         Ok(snapshot)
                     }
                     Err(e) => {
+                        self.stats.write_failures.fetch_add(1, Ordering::Relaxed);
                         let message = format!("could not save {}: {e}", self.path.display());
                         log::error!("{message}; the list is unchanged");
                         Err(PersistError(Arc::new(message)))
@@ -338,6 +373,12 @@ impl Committer {
                 }
             }
         };
+        if result.is_ok() {
+            let changed = outcomes.iter().filter(|o| o.changed()).count();
+            self.stats
+                .changes
+                .fetch_add(changed as u64, Ordering::Relaxed);
+        }
         for (job, outcome) in batch.into_iter().zip(outcomes) {
             let committed = result
                 .clone()

@@ -1,0 +1,334 @@
+//! What `/status` and `/metrics` tell an operator: who this process is and its limits, the
+//! last update round, and running totals; as JSON for people and scripts, and as Prometheus
+//! text (exposition format 0.0.4) for scrapers.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::UNIX_EPOCH;
+
+use serde::Serialize;
+
+use crate::logging::rfc3339;
+use crate::nodes::Node;
+use crate::stats::Stats;
+use crate::store::{Store, StoreStats};
+
+/// The Content-Type of `/metrics`.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Who this process is, fixed at start.
+#[derive(Debug, Clone, Serialize)]
+pub struct Profile {
+    /// `dns` or `node`.
+    pub role: &'static str,
+    /// The node this process announces; none for a `dns` bound to all interfaces.
+    pub node: Option<Node>,
+    pub version: &'static str,
+    /// The seed servers (nodes only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<Node>,
+    pub limits: Limits,
+}
+
+/// The configured limits, as `/status` reports them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Limits {
+    pub upd_int_seconds: f64,
+    pub timeout_seconds: f64,
+    pub fail_limit: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kn_limit: Option<usize>,
+    pub max_nodes: usize,
+    pub list_limit: usize,
+    pub check_threads: usize,
+    pub workers: usize,
+    pub max_conns: usize,
+    pub verify_source: bool,
+    pub admin_token_set: bool,
+}
+
+/// The server's load at the time of a request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Load {
+    /// Client connections open.
+    pub connections: usize,
+    /// Requests read and not yet answered on their socket.
+    pub in_flight: usize,
+}
+
+/// Everything a report is made of.
+pub struct Facts<'a> {
+    pub profile: &'a Profile,
+    pub stats: &'a Stats,
+    pub store: &'a Store,
+    pub load: Load,
+}
+
+fn read(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+/// The `/status` document, in the order an operator reads it.
+#[derive(Debug, Serialize)]
+pub struct Status<'a> {
+    pub role: &'static str,
+    pub node: &'a Option<Node>,
+    pub version: &'static str,
+    pub uptime_seconds: u64,
+    pub known: usize,
+    pub last_round: Option<LastRound>,
+    pub rounds: u64,
+    pub totals: Totals,
+    pub connections: usize,
+    #[serde(skip_serializing_if = "<[Node]>::is_empty")]
+    pub seeds: &'a [Node],
+    pub limits: &'a Limits,
+}
+
+/// The last update round, as `/status` reports it.
+#[derive(Debug, Serialize)]
+pub struct LastRound {
+    /// When it ended, RFC 3339 UTC.
+    pub ended: String,
+    pub ended_unix: u64,
+    pub duration_ms: f64,
+    pub checked: usize,
+    pub failed: usize,
+    pub removed: usize,
+    pub learned: usize,
+    pub known: usize,
+}
+
+/// Running totals since start.
+#[derive(Debug, Serialize)]
+pub struct Totals {
+    pub checks_ok: u64,
+    pub checks_failed: u64,
+    pub removed: u64,
+    pub learned: u64,
+    pub changes: u64,
+    pub disk_writes: u64,
+    pub disk_write_failures: u64,
+}
+
+/// The `/status` document.
+pub fn status<'a>(facts: &Facts<'a>) -> Status<'a> {
+    let Facts {
+        profile,
+        stats,
+        store,
+        load,
+    } = facts;
+    let disk: &StoreStats = store.stats();
+    let last_round = stats.last_round().map(|round| LastRound {
+        ended: rfc3339(round.ended),
+        ended_unix: round
+            .ended
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs(),
+        // Microsecond precision, without float noise in the last digits.
+        duration_ms: round.duration.as_micros() as f64 / 1000.0,
+        checked: round.checked,
+        failed: round.failed,
+        removed: round.removed,
+        learned: round.learned,
+        known: round.known,
+    });
+    Status {
+        role: profile.role,
+        node: &profile.node,
+        version: profile.version,
+        uptime_seconds: stats.started.elapsed().as_secs(),
+        known: store.snapshot().nodes.len(),
+        last_round,
+        rounds: read(&stats.rounds),
+        totals: Totals {
+            checks_ok: read(&stats.checks_ok),
+            checks_failed: read(&stats.checks_failed),
+            removed: read(&stats.removed),
+            learned: read(&stats.learned),
+            changes: read(&disk.changes),
+            disk_writes: read(&disk.writes),
+            disk_write_failures: read(&disk.write_failures),
+        },
+        connections: load.connections,
+        seeds: &profile.seeds,
+        limits: &profile.limits,
+    }
+}
+
+/// Prometheus text exposition, built a metric family at a time.
+#[derive(Default)]
+struct Exposition(String);
+
+impl Exposition {
+    /// Starts a family with its `# HELP` and `# TYPE` lines.
+    fn family(&mut self, name: &str, kind: &str, help: &str) -> &mut Self {
+        let _ = writeln!(
+            self.0,
+            "# HELP seedmesh_{name} {help}\n# TYPE seedmesh_{name} {kind}"
+        );
+        self
+    }
+
+    /// One sample; label values are our own constants, escaped all the same.
+    fn sample(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        value: impl std::fmt::Display,
+    ) -> &mut Self {
+        let _ = write!(self.0, "seedmesh_{name}");
+        if !labels.is_empty() {
+            let pairs: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                .collect();
+            let _ = write!(self.0, "{{{}}}", pairs.join(","));
+        }
+        let _ = writeln!(self.0, " {value}");
+        self
+    }
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The `/metrics` text.
+pub fn metrics(facts: &Facts<'_>) -> String {
+    let Facts {
+        profile,
+        stats,
+        store,
+        load,
+    } = facts;
+    let disk = store.stats();
+    let mut out = Exposition::default();
+    out.family(
+        "info",
+        "gauge",
+        "Always 1; the labels say what this process is.",
+    )
+    .sample(
+        "info",
+        &[("role", profile.role), ("version", profile.version)],
+        1,
+    );
+    out.family(
+        "uptime_seconds",
+        "gauge",
+        "Seconds since the process started.",
+    )
+    .sample("uptime_seconds", &[], stats.started.elapsed().as_secs_f64());
+    out.family("known_nodes", "gauge", "Nodes known right now.")
+        .sample("known_nodes", &[], store.snapshot().nodes.len());
+    out.family(
+        "max_nodes",
+        "gauge",
+        "The cap on known nodes (--max_nodes).",
+    )
+    .sample("max_nodes", &[], profile.limits.max_nodes);
+    out.family("update_rounds_total", "counter", "Update rounds finished.")
+        .sample("update_rounds_total", &[], read(&stats.rounds));
+    out.family(
+        "update_round_duration_seconds",
+        "summary",
+        "Time spent in update rounds.",
+    )
+    .sample(
+        "update_round_duration_seconds_sum",
+        &[],
+        read(&stats.round_micros) as f64 / 1e6,
+    )
+    .sample(
+        "update_round_duration_seconds_count",
+        &[],
+        read(&stats.rounds),
+    );
+    if let Some(round) = stats.last_round() {
+        let ended = round.ended.duration_since(UNIX_EPOCH).unwrap_or_default();
+        out.family(
+            "last_round_duration_seconds",
+            "gauge",
+            "How long the last update round took.",
+        )
+        .sample(
+            "last_round_duration_seconds",
+            &[],
+            round.duration.as_secs_f64(),
+        );
+        out.family(
+            "last_round_end_timestamp_seconds",
+            "gauge",
+            "When the last update round ended (Unix time).",
+        )
+        .sample("last_round_end_timestamp_seconds", &[], ended.as_secs_f64());
+    }
+    out.family(
+        "checks_total",
+        "counter",
+        "Liveness checks of known nodes, by result.",
+    )
+    .sample("checks_total", &[("result", "ok")], read(&stats.checks_ok))
+    .sample(
+        "checks_total",
+        &[("result", "failed")],
+        read(&stats.checks_failed),
+    );
+    out.family(
+        "nodes_removed_total",
+        "counter",
+        "Nodes removed after --fail_limit failed checks.",
+    )
+    .sample("nodes_removed_total", &[], read(&stats.removed));
+    out.family(
+        "nodes_learned_total",
+        "counter",
+        "Nodes learned from peers and seed servers.",
+    )
+    .sample("nodes_learned_total", &[], read(&stats.learned));
+    out.family(
+        "changes_total",
+        "counter",
+        "Changes to the known nodes written to disk.",
+    )
+    .sample("changes_total", &[], read(&disk.changes));
+    out.family(
+        "disk_writes_total",
+        "counter",
+        "Writes of the nodes file (each may hold many changes).",
+    )
+    .sample("disk_writes_total", &[], read(&disk.writes));
+    out.family(
+        "persist_failures_total",
+        "counter",
+        "Writes of the nodes file that failed; their changes were refused.",
+    )
+    .sample("persist_failures_total", &[], read(&disk.write_failures));
+    out.family("open_connections", "gauge", "Client connections open.")
+        .sample("open_connections", &[], load.connections);
+    out.family(
+        "requests_in_flight",
+        "gauge",
+        "Requests read and not yet answered.",
+    )
+    .sample("requests_in_flight", &[], load.in_flight);
+    out.family(
+        "http_requests_total",
+        "counter",
+        "HTTP requests answered, by route, method and status.",
+    );
+    for (route, method, status, count) in stats.requests.nonzero() {
+        out.sample(
+            "http_requests_total",
+            &[("route", route), ("method", method), ("status", &status)],
+            count,
+        );
+    }
+    out.0
+}
