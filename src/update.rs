@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::nodes::Node;
-use crate::peers::{PeerError, Peers, parallel};
+use crate::peers::{PeerError, PeerList, Peers, parallel};
 use crate::stats::{Round, Stats};
 use crate::store::{Change, Outcome, Store};
 
@@ -216,7 +216,7 @@ impl Updater {
     /// Merges the lists that peers (or seeds) answered; returns how many nodes were new.
     fn learn<'a>(
         &self,
-        answers: impl Iterator<Item = (&'a Node, Result<crate::peers::PeerList, PeerError>)>,
+        answers: impl Iterator<Item = (&'a Node, Result<PeerList, PeerError>)>,
         what: &str,
         memory: &Memory,
     ) -> usize {
