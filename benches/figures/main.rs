@@ -8,8 +8,12 @@
 //!   `min(runs, 3)` runs of their slow parts.
 //! - `SEEDMESH_BENCH_SECONDS`: measured seconds of each load run (default 2), after a quarter
 //!   of that as warm-up.
-//! - `SEEDMESH_BENCH_FIGURES`: which figures, e.g. `1,5` (default all). `BENCHMARKS.md` is
-//!   only written when all of them ran.
+//! - `SEEDMESH_BENCH_FIGURES`: which figures, e.g. `1,5` (default all).
+//! - `SEEDMESH_BENCH_ARGS`: extra flags for the `dns` of figures 1 and 2 (`--workers 2`).
+//! - `SEEDMESH_BENCH_BASELINE`: another `dns` binary (an older build, say) that figures 1
+//!   and 2 also measure, taking turns with ours, and compare with ours run by run.
+//!
+//! `BENCHMARKS.md` is only written by a run of every figure with our binaries as they are.
 #![forbid(unsafe_code)]
 
 mod footprint;
@@ -36,6 +40,10 @@ pub struct Config {
     pub slow_runs: usize,
     pub warmup: Duration,
     pub duration: Duration,
+    /// Extra flags for the servers of figures 1 and 2.
+    pub server_args: Vec<String>,
+    /// A `dns` binary to compare ours with in figures 1 and 2.
+    pub baseline: Option<String>,
 }
 
 type Figure = fn(&Config) -> Vec<Row>;
@@ -67,6 +75,12 @@ fn main() {
         slow_runs: runs.min(3),
         warmup: Duration::from_secs_f64(seconds / 4.0),
         duration: Duration::from_secs_f64(seconds),
+        server_args: std::env::var("SEEDMESH_BENCH_ARGS")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+        baseline: std::env::var("SEEDMESH_BENCH_BASELINE").ok(),
     };
     let selected: Vec<usize> = match std::env::var("SEEDMESH_BENCH_FIGURES") {
         Ok(list) => list
@@ -106,7 +120,7 @@ fn main() {
         "Measured by `cargo bench` on {}, in {:.0} s.\n\n\
          Machine: {}.\n\n\
          Medians over runs: {} runs of figures 1 and 2 ({} s measured after {} s of warm-up \
-         each), {} of figures 3, 4 and the `dns` memory, {} start-ups of each binary.\n\n{}",
+         each), {} of figures 3, 4 and the `dns` memory, {} start-ups of each binary.{}\n\n{}",
         report::now(),
         started.elapsed().as_secs_f64(),
         report::machine(),
@@ -115,10 +129,16 @@ fn main() {
         config.warmup.as_secs_f64(),
         config.slow_runs,
         config.runs * 2 + 1,
+        if config.server_args.is_empty() {
+            String::new()
+        } else {
+            format!(" Figures 1 and 2 with `{}`.", config.server_args.join(" "))
+        },
         report::table(&rows)
     );
     println!("\n{generated}");
-    if (1..=FIGURES.len()).all(|n| selected.contains(&n)) {
+    let canonical = config.server_args.is_empty() && config.baseline.is_none();
+    if canonical && (1..=FIGURES.len()).all(|n| selected.contains(&n)) {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
         match report::write_markdown(&path, &generated) {
             Ok(()) => println!("written to {}", path.display()),
