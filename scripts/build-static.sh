@@ -27,11 +27,13 @@ out=target/static/$target/release
 
 for bin in dns node; do
     verdict=$(ldd "$out/$bin" 2>&1 | tr -s '[:space:]' ' ' || true)
+    verdict=${verdict# }
+    verdict=${verdict% }
     if [[ $verdict != *"not a dynamic executable"* ]]; then
         echo "$out/$bin is not static; ldd says: $verdict" >&2
         exit 1
     fi
-    printf '%-28s %8d bytes  ldd: %s\n' "$out/$bin" "$(stat -c %s "$out/$bin")" "${verdict# }"
+    printf '%-28s %8d bytes  ldd: %s\n' "$out/$bin" "$(stat -c %s "$out/$bin")" "$verdict"
 done
 
 # It must also run: start the static dns on a free port and ask it GET /.

@@ -5,7 +5,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::Config;
-use crate::report::{Row, median, range};
+use crate::report::{Row, median, range, thousands};
 use crate::support::{self, BlackHole, Proc, TempDir};
 
 /// `--timeout` of the sweep figure, in seconds: short, so the figure is quick.
@@ -74,7 +74,10 @@ pub fn sweep(config: &Config) -> Vec<Row> {
         };
         rows.push(
             Row::new(
-                format!("3. sweep of {DEAD} dead nodes, {HOLES} black holes, {setting}"),
+                format!(
+                    "3. sweep of {} dead nodes, {HOLES} black holes, {setting}",
+                    thousands(DEAD as f64)
+                ),
                 format!(
                     "{multiple:.2} × `--timeout` ({SWEEP_TIMEOUT} s); refused ones gone in {:.2} s",
                     median(&refused_gone)

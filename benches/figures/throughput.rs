@@ -212,8 +212,9 @@ pub fn get_nodes(config: &Config) -> Vec<Row> {
     let mut rows = vec![
         Row::new(
             format!(
-                "1. `GET /nodes/`, {KNOWN} nodes ({} B), {CONNECTIONS} connections",
-                body.len()
+                "1. `GET /nodes/`, {} nodes ({} B), {CONNECTIONS} connections",
+                thousands(KNOWN as f64),
+                thousands(body.len() as f64)
             ),
             ours.series.summary("req"),
         )
@@ -307,7 +308,10 @@ pub fn post_nodes(config: &Config) -> Vec<Row> {
     let rate = ours.series.rate();
     let mut rows = vec![
         Row::new(
-            format!("2. `POST`+`DELETE /nodes/`, durable, {CONNECTIONS} clients, {KNOWN} nodes"),
+            format!(
+                "2. `POST`+`DELETE /nodes/`, durable, {CONNECTIONS} clients, {} nodes",
+                thousands(KNOWN as f64)
+            ),
             ours.series.summary("change"),
         )
         .spread(ours.series.spread())
