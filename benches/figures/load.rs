@@ -101,7 +101,6 @@ pub struct Connection {
     filled: usize,
     /// The server said `Connection: close` on the last answer.
     closing: bool,
-    request: Vec<u8>,
 }
 
 impl Connection {
@@ -112,7 +111,6 @@ impl Connection {
             buf: vec![0; 64 * 1024],
             filled: 0,
             closing: false,
-            request: Vec::with_capacity(256),
         })
     }
 
@@ -190,14 +188,14 @@ impl Connection {
     ) -> (u64, u64, u64, Vec<u32>) {
         let mut latencies = Vec::with_capacity(1 << 16);
         let (mut completed, mut total, mut errors) = (0, 0, 0);
-        let mut request = std::mem::take(&mut self.request);
+        let mut request = Vec::with_capacity(256);
         for i in 0.. {
-            let sent = Instant::now();
-            if sent >= end {
+            if Instant::now() >= end {
                 break;
             }
             request.clear();
             script(c, i, &mut request);
+            let sent = Instant::now();
             let ok = match self.exchange(&request) {
                 Ok(answer) => (200..300).contains(&answer.status),
                 Err(_) => {

@@ -68,7 +68,7 @@ fn env_number(name: &str, default: f64) -> f64 {
 }
 
 fn main() {
-    let runs = env_number("SEEDMESH_BENCH_RUNS", 5.0) as usize;
+    let runs = (env_number("SEEDMESH_BENCH_RUNS", 5.0) as usize).max(1);
     let seconds = env_number("SEEDMESH_BENCH_SECONDS", 2.0);
     let config = Config {
         runs,
