@@ -14,6 +14,10 @@ use crate::nodes::Node;
 /// A peer's `/nodes/` answer over this size is dropped.
 pub const MAX_LIST_BYTES: u64 = 4 * 1024 * 1024;
 
+/// Most bytes in the status line and headers of a peer's answer (bodies are not bounded by
+/// this; they stream through).
+const ANSWER_HEAD_BYTES: usize = 16 * 1024;
+
 /// Stack size of the threads that make peer requests.
 const CHECK_STACK_BYTES: usize = 256 * 1024;
 
@@ -63,6 +67,12 @@ impl Peers {
             // 10 s, so a pooled connection would be stale and fail a healthy peer.
             .max_idle_connections(0)
             .max_idle_connections_per_host(0)
+            // ureq's buffers default to 128 KiB in and 128 KiB out per request: on every
+            // check thread, where our requests are a few hundred bytes and an answer's head
+            // has to fit the input buffer only, that is memory for nothing.
+            .input_buffer_size(ANSWER_HEAD_BYTES)
+            .max_response_header_size(ANSWER_HEAD_BYTES)
+            .output_buffer_size(4 * 1024)
             .user_agent(concat!("seedmesh/", env!("CARGO_PKG_VERSION")))
             .build();
         Peers {
@@ -214,6 +224,44 @@ mod tests {
                 .all(|t| *t < Duration::from_millis(200)),
             "{finished:?}"
         );
+    }
+
+    /// Serves one HTTP answer with `head_extra` added to its head and `body`, once.
+    fn serve_once(head_extra: String, body: String) -> Node {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request);
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\n{head_extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(answer.as_bytes());
+        });
+        Node::new("127.0.0.1", port).unwrap()
+    }
+
+    #[test]
+    fn lists_far_larger_than_the_input_buffer_stream_through() {
+        let nodes: Vec<String> = (1..=5000)
+            .map(|p| format!(r#"{{"ip_address":"10.0.0.1","port":{p}}}"#))
+            .collect();
+        let body = format!("[{}]", nodes.join(","));
+        assert!(body.len() > 10 * ANSWER_HEAD_BYTES);
+        // A head of a few KiB (long headers from another implementation) fits too.
+        let head = format!("X-Padding: {}\r\n", "x".repeat(4000));
+        let peers = Peers::new(Duration::from_secs(5));
+        let list = peers.fetch_nodes(&serve_once(head, body)).unwrap();
+        assert_eq!(list.nodes.len(), 5000);
+        assert_eq!(list.nodes[4999].port, 5000);
+
+        // The bound on heads is explicit: a bigger one is no answer.
+        let head = format!("X-Padding: {}\r\n", "x".repeat(ANSWER_HEAD_BYTES));
+        let err = peers.probe(&serve_once(head, String::new())).unwrap_err();
+        assert!(matches!(err, PeerError::Unreachable(_)), "{err}");
     }
 
     #[test]

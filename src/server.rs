@@ -2,7 +2,6 @@
 //! threads take them from its queue, turn each into a `routes::Request`, and hand back the
 //! answer. A change is answered from the committer thread once it is on disk.
 
-use std::io::Cursor;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
@@ -144,7 +143,8 @@ fn header<'r>(request: &'r tiny_http::Request, name: &'static str) -> Option<&'r
 }
 
 /// Counts the answer, turns it into tiny_http's response and hands it to the connection
-/// thread.
+/// thread. The body is handed over as it is, not copied: for `GET /nodes/` it is the
+/// committed list's JSON, shared by every answer until the list changes.
 fn send(request: tiny_http::Request, response: Response, stats: &Stats) {
     let method = request.method().as_str();
     stats
@@ -158,27 +158,20 @@ fn send(request: tiny_http::Request, response: Response, stats: &Stats) {
             .map_or_else(|| "?".to_string(), |a| a.ip().to_string()),
         response.status
     );
-    let length = response.body.as_ref().len();
-    let mut headers = vec![fixed_header(
-        "Server",
-        concat!("seedmesh/", env!("CARGO_PKG_VERSION")),
-    )];
+    let mut answer = tiny_http::Response::from_shared(Arc::new(response.body))
+        .with_status_code(StatusCode(response.status))
+        .with_header(fixed_header(
+            "Server",
+            concat!("seedmesh/", env!("CARGO_PKG_VERSION")),
+        ));
     if let Some(content_type) = response.content_type {
-        headers.push(fixed_header("Content-Type", content_type));
+        answer.add_header(fixed_header("Content-Type", content_type));
     }
     if let Some(allow) = response.allow {
-        headers.push(fixed_header("Allow", allow));
+        answer.add_header(fixed_header("Allow", allow));
     }
-    let response = tiny_http::Response::new(
-        StatusCode(response.status),
-        headers,
-        Cursor::new(response.body),
-        Some(length),
-        None,
-    )
-    .with_chunked_threshold(usize::MAX);
     // An error means the client has gone: nothing left to do.
-    let _ = request.respond(response);
+    let _ = request.respond(answer);
 }
 
 /// A header from ASCII constants.

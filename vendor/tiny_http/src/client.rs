@@ -3,7 +3,7 @@
 //! connection is kept alive. All socket I/O happens here, so the worker that answers a request
 //! only ever touches memory.
 
-use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{self, BufRead, BufReader, ErrorKind, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::str::FromStr;
 use std::sync::atomic::Ordering::SeqCst;
@@ -14,6 +14,7 @@ use ascii::AsciiString;
 
 use crate::common::{HTTPVersion, Header, Method, StatusCode};
 use crate::request::Request;
+use crate::response::Rendered;
 use crate::{Limits, Shared, Slot};
 
 /// Most headers in one request.
@@ -112,7 +113,7 @@ pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         shared.messages.push(request);
         // A request is always answered: `Request`'s destructor answers 500 if nobody did.
         let written = match answer_rx.recv() {
-            Ok(answer) => writer.write_all(&answer).is_ok(),
+            Ok(answer) => write_answer(&mut writer, &answer).is_ok(),
             Err(_) => false,
         };
         drop(in_flight);
@@ -123,6 +124,27 @@ pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     // Let the client read what we wrote before it sees the connection end.
     let _ = writer.flush();
     let _ = writer.shutdown(Shutdown::Write);
+}
+
+/// Writes a rendered answer: its head and its body, which is shared rather than copied, in
+/// one system call when the socket takes them.
+fn write_answer(writer: &mut TcpStream, answer: &Rendered) -> io::Result<()> {
+    let body: &[u8] = answer.body.as_ref().map_or(&[], |body| (**body).as_ref());
+    let mut slices = [IoSlice::new(&answer.head), IoSlice::new(body)];
+    let mut pending = &mut slices[..];
+    let mut left = answer.head.len() + body.len();
+    while left > 0 {
+        match writer.write_vectored(pending) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                left -= n;
+                IoSlice::advance_slices(&mut pending, n);
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Reads a request head. `Ok(None)` when the connection ends (or idles out) between requests.

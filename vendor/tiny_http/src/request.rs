@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::mpsc::Sender;
 
 use crate::client::{Body, Head};
+use crate::response::Rendered;
 use crate::{HTTPVersion, Header, Method, Response};
 
 /// Represents an HTTP request made by a client.
@@ -25,7 +26,7 @@ pub struct Request {
     body_too_large: bool,
 
     // where the rendered response goes; `None` once the request has been answered
-    responder: Option<Sender<Vec<u8>>>,
+    responder: Option<Sender<Rendered>>,
 
     remote_addr: Option<SocketAddr>,
 
@@ -49,7 +50,7 @@ impl Request {
         body: Body,
         remote_addr: SocketAddr,
         keep_alive: bool,
-        responder: Sender<Vec<u8>>,
+        responder: Sender<Rendered>,
     ) -> Request {
         Request {
             body: Cursor::new(body.data),
@@ -124,7 +125,8 @@ impl Request {
     /// Sends a response to this request.
     ///
     /// The response is rendered into memory and handed to the connection's thread, which
-    /// writes it; an error here means the connection is already gone.
+    /// writes it; an error here means the connection is already gone. A body made with
+    /// `Response::from_shared` is not copied: the connection thread writes it as it is.
     #[inline]
     pub fn respond<R>(mut self, response: Response<R>) -> Result<(), io::Error>
     where
@@ -141,9 +143,7 @@ impl Request {
             Some(responder) => responder,
             None => return Ok(()),
         };
-        let mut rendered = Vec::with_capacity(256 + response.data_length().unwrap_or(0));
-        response.raw_print(
-            &mut rendered,
+        let rendered = response.render(
             self.http_version.clone(),
             &self.headers,
             self.method == Method::Head,

@@ -2,6 +2,7 @@ use crate::common::{HTTPVersion, Header, StatusCode};
 use httpdate::HttpDate;
 use std::cmp::Ordering;
 use std::sync::mpsc::Receiver;
+use std::sync::Arc;
 
 use std::io::Result as IoResult;
 use std::io::{self, Cursor, Read, Write};
@@ -43,10 +44,22 @@ pub struct Response<R> {
     headers: Vec<Header>,
     data_length: Option<usize>,
     chunked_threshold: Option<usize>,
+    /// A body shared with others rather than read from `reader` (see `from_shared`).
+    shared: Option<SharedBody>,
 }
 
 /// A `Response` without a template parameter.
 pub type ResponseBox = Response<Box<dyn Read + Send>>;
+
+/// A response body that is shared, not copied: the connection thread writes these very bytes.
+pub type SharedBody = Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+/// A response rendered for the connection thread: the status line and headers, and the body
+/// still shared (`None` when there is none to send, as for `HEAD`).
+pub(crate) struct Rendered {
+    pub(crate) head: Vec<u8>,
+    pub(crate) body: Option<SharedBody>,
+}
 
 /// Transfer encoding to use when sending the message.
 /// Note that only *supported* encoding are listed here.
@@ -206,6 +219,7 @@ where
             headers: Vec::with_capacity(16),
             data_length,
             chunked_threshold: None,
+            shared: None,
         };
 
         for h in headers {
@@ -319,6 +333,7 @@ where
             status_code: self.status_code,
             data_length,
             chunked_threshold: self.chunked_threshold,
+            shared: None,
         }
     }
 
@@ -339,14 +354,78 @@ where
         do_not_send_body: bool,
         connection_close: bool,
     ) -> IoResult<()> {
-        let transfer_encoding = Some(choose_transfer_encoding(
-            self.status_code,
+        let shared = self.take_shared();
+        let send_body = self.print(
+            writer.by_ref(),
+            http_version,
             request_headers,
-            &http_version,
-            &self.data_length,
-            false, /* TODO */
-            self.chunked_threshold(),
-        ));
+            do_not_send_body,
+            connection_close,
+            shared.is_some(),
+        )?;
+        match shared {
+            Some(body) if send_body => writer.write_all((*body).as_ref()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Renders the response for the connection thread: the head into memory, the body
+    /// still shared when it is a shared one, or read into memory after the head otherwise.
+    pub(crate) fn render(
+        mut self,
+        http_version: HTTPVersion,
+        request_headers: &[Header],
+        do_not_send_body: bool,
+        connection_close: bool,
+    ) -> IoResult<Rendered> {
+        let shared = self.take_shared();
+        let inline = if shared.is_some() { 0 } else { self.data_length.unwrap_or(0) };
+        let mut head = Vec::with_capacity(256 + inline);
+        let send_body = self.print(
+            &mut head,
+            http_version,
+            request_headers,
+            do_not_send_body,
+            connection_close,
+            shared.is_some(),
+        )?;
+        let body = shared.filter(|body| send_body && !(**body).as_ref().is_empty());
+        Ok(Rendered { head, body })
+    }
+
+    /// Takes the shared body out, with its length as the response's: a `Content-Length`
+    /// header added meanwhile cannot make the two disagree.
+    fn take_shared(&mut self) -> Option<SharedBody> {
+        let shared = self.shared.take();
+        if let Some(body) = &shared {
+            self.data_length = Some((**body).as_ref().len());
+        }
+        shared
+    }
+
+    /// Prints the head, and the body when it is read from `reader`; returns whether a body
+    /// is due at all (not for `HEAD`, 1xx, 204, 304). A shared body is sent with its length.
+    fn print<W: Write>(
+        mut self,
+        mut writer: W,
+        http_version: HTTPVersion,
+        request_headers: &[Header],
+        do_not_send_body: bool,
+        connection_close: bool,
+        shared_body: bool,
+    ) -> IoResult<bool> {
+        let transfer_encoding = Some(if shared_body {
+            TransferEncoding::Identity
+        } else {
+            choose_transfer_encoding(
+                self.status_code,
+                request_headers,
+                &http_version,
+                &self.data_length,
+                false, /* TODO */
+                self.chunked_threshold(),
+            )
+        });
 
         // add `Date` if not in the headers
         if !self.headers.iter().any(|h| h.field.equiv("Date")) {
@@ -443,7 +522,7 @@ where
             }
         }
 
-        Ok(())
+        Ok(!do_not_send_body)
     }
 
     /// Retrieves the current value of the `Response` status code
@@ -474,6 +553,7 @@ where
             headers: self.headers,
             data_length: self.data_length,
             chunked_threshold: self.chunked_threshold,
+            shared: self.shared,
         }
     }
 }
@@ -534,6 +614,21 @@ impl Response<Cursor<Vec<u8>>> {
 }
 
 impl Response<io::Empty> {
+    /// Builds a `200` response whose body is shared rather than copied: the connection thread
+    /// writes `body` itself, after the head, with `Content-Length` framing.
+    pub fn from_shared(body: SharedBody) -> Response<io::Empty> {
+        let length = (*body).as_ref().len();
+        let mut response = Response::new(
+            StatusCode(200),
+            Vec::with_capacity(0),
+            io::empty(),
+            Some(length),
+            None,
+        );
+        response.shared = Some(body);
+        response
+    }
+
     /// Builds an empty `Response` with the given status code.
     pub fn empty<S>(status_code: S) -> Response<io::Empty>
     where
@@ -562,6 +657,63 @@ impl Clone for Response<io::Empty> {
             headers: self.headers.clone(),
             data_length: self.data_length,
             chunked_threshold: self.chunked_threshold,
+            shared: self.shared.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(name: &str, value: &str) -> Header {
+        Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap()
+    }
+
+    fn render(response: Response<io::Empty>, head_request: bool, te: bool) -> Rendered {
+        let request_headers = if te { vec![header("TE", "chunked")] } else { vec![] };
+        response
+            .render(HTTPVersion(1, 1), &request_headers, head_request, false)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_shared_body_is_not_copied_and_framed_by_its_length() {
+        let body: SharedBody = Arc::new(b"[1,2,3]".to_vec());
+        // A client asking for chunked framing gets Content-Length: the body is written as is.
+        let rendered = render(Response::from_shared(Arc::clone(&body)), false, true);
+        let head = String::from_utf8(rendered.head).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.contains("Content-Length: 7\r\n"), "{head}");
+        assert!(!head.contains("Transfer-Encoding"), "{head}");
+        assert!(head.ends_with("\r\n\r\n"), "{head}");
+        let sent = rendered.body.expect("a body to send");
+        assert!(Arc::ptr_eq(&sent, &body), "the very same bytes, shared");
+    }
+
+    #[test]
+    fn a_shared_body_is_not_sent_for_head_or_a_false_length() {
+        let body: SharedBody = Arc::new(b"[1,2,3]".to_vec());
+        let rendered = render(Response::from_shared(Arc::clone(&body)), true, false);
+        assert!(rendered.body.is_none(), "HEAD has no body");
+        let head = String::from_utf8(rendered.head).unwrap();
+        assert!(head.contains("Content-Length: 7\r\n"), "{head}");
+
+        let lying = Response::from_shared(body).with_header(header("Content-Length", "99"));
+        let head = String::from_utf8(render(lying, false, false).head).unwrap();
+        assert!(head.contains("Content-Length: 7\r\n"), "{head}");
+
+        let empty = render(Response::from_shared(Arc::new(Vec::new())), false, false);
+        assert!(empty.body.is_none(), "nothing to write");
+    }
+
+    #[test]
+    fn raw_print_writes_a_shared_body_after_the_head() {
+        let mut out = Vec::new();
+        Response::from_shared(Arc::new(b"hello".to_vec()))
+            .raw_print(&mut out, HTTPVersion(1, 1), &[], false, false)
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with("\r\n\r\nhello"), "{text}");
     }
 }
