@@ -216,14 +216,24 @@ impl Proc {
     /// Sends a signal with `kill(1)` and waits for the exit, up to `limit`.
     pub fn signal(&mut self, name: &str, limit: Duration) -> (ExitStatus, Duration) {
         let started = Instant::now();
+        self.send_signal(name);
+        let status = self.wait_exit(limit);
+        (status, started.elapsed())
+    }
+
+    /// Sends a signal with `kill(1)`, without waiting for anything.
+    pub fn send_signal(&self, name: &str) {
         let ok = Command::new("kill")
             .args([format!("-{name}"), self.child.id().to_string()])
             .status()
             .expect("run kill")
             .success();
         assert!(ok, "kill -{name} failed");
-        let status = wait_exit(&mut self.child, limit);
-        (status, started.elapsed())
+    }
+
+    /// Waits for the process to exit, killing it after `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        wait_exit(&mut self.child, limit)
     }
 
     /// SIGKILL, and wait for the process to be gone.
@@ -253,12 +263,71 @@ impl Proc {
             .expect("read task dir")
             .count()
     }
+
+    /// The names of the process's threads (`peer-check`, `http-conn`, …), from /proc.
+    pub fn thread_names(&self) -> Vec<String> {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
+            return Vec::new();
+        };
+        tasks
+            .flatten()
+            // A thread may end between the listing and the read: skip it.
+            .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
+            .map(|name| name.trim_end().to_owned())
+            .collect()
+    }
+
+    /// Each thread's name and what the kernel says it waits in (`wchan`), from /proc.
+    pub fn thread_waits(&self) -> Vec<(String, String)> {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
+            return Vec::new();
+        };
+        let read = |path: PathBuf| std::fs::read_to_string(path).ok();
+        tasks
+            .flatten()
+            .filter_map(|task| {
+                let name = read(task.path().join("comm"))?;
+                let wchan = read(task.path().join("wchan"))?;
+                Some((name.trim_end().to_owned(), wchan.trim_end().to_owned()))
+            })
+            .collect()
+    }
+
+    /// Resident memory of the process in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("read status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc status")
+    }
+
+    /// The nodes file as (ip_address, port) pairs; panics unless it is a JSON array of nodes.
+    pub fn nodes_on_disk(&self) -> Vec<(String, u16)> {
+        nodes_in_file(&self.nodes_file())
+    }
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A nodes file as (ip_address, port) pairs; panics unless it is a JSON array of nodes.
+pub fn nodes_in_file(path: &Path) -> Vec<(String, u16)> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let list: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not JSON ({e}): {text:?}", path.display()));
+    nodes_of(&list)
+}
+
+/// A node object as request body text.
+pub fn node_body_at(ip: &str, port: u16) -> String {
+    json!({"ip_address": ip, "port": port}).to_string()
 }
 
 pub fn nodes_of(list: &Value) -> Vec<(String, u16)> {
@@ -328,6 +397,17 @@ pub fn try_request(
     body: Option<&str>,
     headers: &[(&str, &str)],
 ) -> std::io::Result<Resp> {
+    try_request_bytes(method, addr, path, body.map(str::as_bytes), headers)
+}
+
+/// `try_request` with a body of any bytes, UTF-8 or not.
+pub fn try_request_bytes(
+    method: &str,
+    addr: SocketAddr,
+    path: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Resp> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -347,7 +427,7 @@ pub fn try_request(
     head.push_str("\r\n");
     stream.write_all(head.as_bytes())?;
     if let Some(body) = body {
-        stream.write_all(body.as_bytes())?;
+        stream.write_all(body)?;
     }
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
@@ -379,6 +459,110 @@ pub fn parse_response(raw: &[u8]) -> std::io::Result<Resp> {
         headers,
         body,
     })
+}
+
+/// One keep-alive HTTP/1.1 connection for many requests in a row, as a busy client sends them.
+/// Every read has a 10 s deadline.
+pub struct Conn {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    addr: SocketAddr,
+}
+
+impl Conn {
+    pub fn open(addr: SocketAddr) -> std::io::Result<Conn> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok(Conn {
+            reader: BufReader::new(stream.try_clone()?),
+            writer: stream,
+            addr,
+        })
+    }
+
+    /// Sends one request and reads its answer. An error means the connection is gone, and
+    /// the server may or may not have read the request.
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> std::io::Result<Resp> {
+        let body = body.unwrap_or("");
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(body.as_bytes());
+        self.writer.write_all(&request)?;
+        read_response(&mut self.reader)
+    }
+}
+
+/// Reads one final response (skipping `1xx` interim ones) framed by `Content-Length`.
+pub fn read_response(reader: &mut impl BufRead) -> std::io::Result<Resp> {
+    loop {
+        let mut head = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            if reader.read_until(b'\n', &mut line)? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            head.extend_from_slice(&line);
+            if line == b"\r\n" {
+                break;
+            }
+        }
+        let mut resp = parse_response(&head)?;
+        if (100..200).contains(&resp.status) {
+            continue;
+        }
+        let length = match resp.header("content-length") {
+            Some(v) => v.parse().map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "bad Content-Length")
+            })?,
+            None => 0,
+        };
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body)?;
+        resp.body = String::from_utf8_lossy(&body).into_owned();
+        return Ok(resp);
+    }
+}
+
+/// Sends `bytes` exactly as given on a fresh connection, closes the sending side, and returns
+/// all the server sent back until it closed the connection (waiting at most 10 s).
+pub fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    // The server may answer and close before reading everything (a head over 16 KiB):
+    // what it sent back is still worth reading.
+    let _ = stream
+        .write_all(bytes)
+        .and_then(|_| stream.shutdown(std::net::Shutdown::Write));
+    let mut raw = Vec::new();
+    match stream.read_to_end(&mut raw) {
+        Ok(_) => Ok(raw),
+        // A reset after the answer (the server closed with our bytes unread) loses nothing.
+        Err(_) if !raw.is_empty() => Ok(raw),
+        Err(e) => Err(e),
+    }
+}
+
+/// The status of the first final (non-`1xx`) response in `raw`, if there is one.
+pub fn first_status(raw: &[u8]) -> Option<u16> {
+    let mut rest = raw;
+    loop {
+        let end = rest.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = std::str::from_utf8(&rest[..end]).ok()?;
+        let status: u16 = head.split(' ').nth(1)?.parse().ok()?;
+        if !(100..200).contains(&status) {
+            return Some(status);
+        }
+        rest = &rest[end + 4..];
+    }
 }
 
 /// Waits until `check` is true, panicking with `what` after `limit`.
