@@ -264,6 +264,16 @@ impl Proc {
             .count()
     }
 
+    /// The number of threads once the process is idle: after its first update round, whose
+    /// check threads come and go, and with no connection open.
+    pub fn threads_at_rest(&self) -> usize {
+        wait_until(START_DEADLINE, "the first update round is over", || {
+            self.stderr().contains("round:")
+                && !self.thread_names().iter().any(|n| n == "peer-check")
+        });
+        self.threads()
+    }
+
     /// The names of the process's threads (`peer-check`, `http-conn`, …), from /proc.
     pub fn thread_names(&self) -> Vec<String> {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
@@ -425,13 +435,27 @@ pub fn try_request_bytes(
         head.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
-    if let Some(body) = body {
-        stream.write_all(body)?;
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body.unwrap_or_default());
+    // A server may answer and close before reading a whole request (a body over the limit, a
+    // connection turned away): a failed write does not stop us reading what it answered.
+    let sent = stream.write_all(&request);
+    match (sent, read_until_closed(&mut stream)) {
+        (_, Ok(raw)) if !raw.is_empty() => parse_response(&raw),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+        (Ok(()), Ok(raw)) => parse_response(&raw),
     }
+}
+
+/// Reads until the server closes the connection. A reset after some bytes (a server that
+/// answers and closes without reading all the client sent) keeps what came before it.
+fn read_until_closed(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    parse_response(&raw)
+    match stream.read_to_end(&mut raw) {
+        Ok(_) => Ok(raw),
+        Err(_) if !raw.is_empty() => Ok(raw),
+        Err(e) => Err(e),
+    }
 }
 
 /// Parses one complete HTTP response (with `Content-Length`).
@@ -542,13 +566,7 @@ pub fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<Vec<u8>> 
     let _ = stream
         .write_all(bytes)
         .and_then(|_| stream.shutdown(std::net::Shutdown::Write));
-    let mut raw = Vec::new();
-    match stream.read_to_end(&mut raw) {
-        Ok(_) => Ok(raw),
-        // A reset after the answer (the server closed with our bytes unread) loses nothing.
-        Err(_) if !raw.is_empty() => Ok(raw),
-        Err(e) => Err(e),
-    }
+    read_until_closed(&mut stream)
 }
 
 /// The status of the first final (non-`1xx`) response in `raw`, if there is one.
