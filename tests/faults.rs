@@ -584,7 +584,7 @@ fn a_stop_signal_wakes_the_update_thread_from_its_sleep() {
 }
 
 #[test]
-fn a_change_being_written_at_the_stop_signal_is_answered_before_exit() {
+fn a_stop_refuses_new_connections_and_answers_the_change_being_written() {
     let dir = TempDir::new("stop-in-flight");
     let mut dns = dns(dir.path(), &NO_SWEEP);
     // A FIFO in place of the temporary file holds the committer in open() until someone reads
@@ -609,14 +609,21 @@ fn a_change_being_written_at_the_stop_signal_is_answered_before_exit() {
     });
 
     dns.send_signal("TERM");
-    wait_until(Duration::from_secs(10), "the stop has begun", || {
-        dns.stderr().contains("SIGTERM: stopping")
-    });
+    wait_until(
+        Duration::from_secs(5),
+        "new connections are refused",
+        || std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err(),
+    );
     assert!(
         dns.is_running(),
         "the process waits for the change in flight"
     );
     assert!(!client.is_finished(), "nothing answered yet");
+    assert!(
+        dns.stderr().contains("SIGTERM: stopping"),
+        "{}",
+        dns.stderr()
+    );
 
     // Let the write go on: it reaches the disk layer (a FIFO then refuses fsync, so the change
     // is not saved), and the client has its answer before the process exits.
