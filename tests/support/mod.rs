@@ -113,7 +113,7 @@ pub fn try_spawn(bin: &str, dir: &Path, args: &[&str]) -> Result<Proc, Failed> {
     let stderr = Arc::new(Mutex::new(String::new()));
     let mut err_pipe = child.stderr.take().unwrap();
     let sink = Arc::clone(&stderr);
-    thread::spawn(move || {
+    let err_reader = thread::spawn(move || {
         let mut buf = [0u8; 4096];
         while let Ok(n) = err_pipe.read(&mut buf) {
             if n == 0 {
@@ -141,20 +141,26 @@ pub fn try_spawn(bin: &str, dir: &Path, args: &[&str]) -> Result<Proc, Failed> {
                 .unwrap_or_else(|| panic!("first line was {line:?}"))
                 .parse()
                 .expect("listening address");
-            Ok(Proc {
+            let proc = Proc {
                 child,
                 addr,
                 dir: dir.to_path_buf(),
                 stderr,
-            })
+            };
+            // The start-up log line comes on stderr just after `listening on` on stdout: wait
+            // for it, so that `stderr()` holds all the process logged while starting (unless
+            // the flags silence it).
+            if !args.iter().any(|a| *a == "-q" || a.starts_with("--log")) {
+                wait_until(START_DEADLINE, "the start-up log line", || {
+                    proc.stderr().contains(" listening on ")
+                });
+            }
+            Ok(proc)
         }
         Err(_) => {
             let status = wait_exit(&mut child, Duration::from_secs(10));
-            // Give the stderr reader a moment to collect the message.
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while Instant::now() < deadline && stderr.lock().unwrap().is_empty() {
-                thread::sleep(Duration::from_millis(10));
-            }
+            // The process is gone, so its stderr ends: take all of it.
+            let _ = err_reader.join();
             let stderr = stderr.lock().unwrap().clone();
             Err(Failed { status, stderr })
         }
