@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,10 +11,27 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub use http::*;
 pub use serde_json::{Value, json};
+
+mod http;
 
 /// How long a process may take to print `listening on`.
 const START_DEADLINE: Duration = Duration::from_secs(15);
+
+/// Flags for a `dns` whose list holds made-up addresses, refused when checked: its sweep (one
+/// at start, then hourly) never removes them, when the sweep is not what a test is about.
+pub const NO_SWEEP: [&str; 4] = ["-u", "3600", "--fail_limit", "1000000"];
+
+/// `NO_SWEEP`, and every node in one `GET /nodes/` answer.
+pub const NO_SWEEP_WHOLE_LIST: [&str; 6] = [
+    "-u",
+    "3600",
+    "--fail_limit",
+    "1000000",
+    "--list_limit",
+    "100000",
+];
 
 /// A fresh directory under the system temp dir, removed on drop.
 pub struct TempDir(PathBuf);
@@ -96,7 +113,7 @@ pub fn try_spawn(bin: &str, dir: &Path, args: &[&str]) -> Result<Proc, Failed> {
     let stderr = Arc::new(Mutex::new(String::new()));
     let mut err_pipe = child.stderr.take().unwrap();
     let sink = Arc::clone(&stderr);
-    thread::spawn(move || {
+    let err_reader = thread::spawn(move || {
         let mut buf = [0u8; 4096];
         while let Ok(n) = err_pipe.read(&mut buf) {
             if n == 0 {
@@ -124,20 +141,26 @@ pub fn try_spawn(bin: &str, dir: &Path, args: &[&str]) -> Result<Proc, Failed> {
                 .unwrap_or_else(|| panic!("first line was {line:?}"))
                 .parse()
                 .expect("listening address");
-            Ok(Proc {
+            let proc = Proc {
                 child,
                 addr,
                 dir: dir.to_path_buf(),
                 stderr,
-            })
+            };
+            // The start-up log line comes on stderr just after `listening on` on stdout: wait
+            // for it, so that `stderr()` holds all the process logged while starting (unless
+            // the flags silence it).
+            if !args.iter().any(|a| *a == "-q" || a.starts_with("--log")) {
+                wait_until(START_DEADLINE, "the start-up log line", || {
+                    proc.stderr().contains(" listening on ")
+                });
+            }
+            Ok(proc)
         }
         Err(_) => {
             let status = wait_exit(&mut child, Duration::from_secs(10));
-            // Give the stderr reader a moment to collect the message.
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while Instant::now() < deadline && stderr.lock().unwrap().is_empty() {
-                thread::sleep(Duration::from_millis(10));
-            }
+            // The process is gone, so its stderr ends: take all of it.
+            let _ = err_reader.join();
             let stderr = stderr.lock().unwrap().clone();
             Err(Failed { status, stderr })
         }
@@ -216,14 +239,24 @@ impl Proc {
     /// Sends a signal with `kill(1)` and waits for the exit, up to `limit`.
     pub fn signal(&mut self, name: &str, limit: Duration) -> (ExitStatus, Duration) {
         let started = Instant::now();
+        self.send_signal(name);
+        let status = self.wait_exit(limit);
+        (status, started.elapsed())
+    }
+
+    /// Sends a signal with `kill(1)`, without waiting for anything.
+    pub fn send_signal(&self, name: &str) {
         let ok = Command::new("kill")
             .args([format!("-{name}"), self.child.id().to_string()])
             .status()
             .expect("run kill")
             .success();
         assert!(ok, "kill -{name} failed");
-        let status = wait_exit(&mut self.child, limit);
-        (status, started.elapsed())
+    }
+
+    /// Waits for the process to exit, killing it after `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        wait_exit(&mut self.child, limit)
     }
 
     /// SIGKILL, and wait for the process to be gone.
@@ -253,12 +286,105 @@ impl Proc {
             .expect("read task dir")
             .count()
     }
+
+    /// The number of threads once the process is idle: after its first update round, whose
+    /// check threads come and go, and with no connection open.
+    pub fn threads_at_rest(&self) -> usize {
+        wait_until(START_DEADLINE, "the first update round is over", || {
+            self.stderr().contains("round:")
+                && !self.thread_names().iter().any(|n| n == "peer-check")
+        });
+        self.threads()
+    }
+
+    /// The names of the process's threads (`peer-check`, `http-conn`, …), from /proc.
+    pub fn thread_names(&self) -> Vec<String> {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
+            return Vec::new();
+        };
+        tasks
+            .flatten()
+            // A thread may end between the listing and the read: skip it.
+            .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
+            .map(|name| name.trim_end().to_owned())
+            .collect()
+    }
+
+    /// Each thread's name and what the kernel says it waits in (`wchan`), from /proc.
+    pub fn thread_waits(&self) -> Vec<(String, String)> {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
+            return Vec::new();
+        };
+        let read = |path: PathBuf| std::fs::read_to_string(path).ok();
+        tasks
+            .flatten()
+            .filter_map(|task| {
+                let name = read(task.path().join("comm"))?;
+                let wchan = read(task.path().join("wchan"))?;
+                Some((name.trim_end().to_owned(), wchan.trim_end().to_owned()))
+            })
+            .collect()
+    }
+
+    /// Resident memory of the process in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("read status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc status")
+    }
+
+    /// The nodes file as (ip_address, port) pairs; panics unless it is a JSON array of nodes.
+    pub fn nodes_on_disk(&self) -> Vec<(String, u16)> {
+        nodes_in_file(&self.nodes_file())
+    }
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A nodes file as (ip_address, port) pairs; panics unless it is a JSON array of nodes.
+pub fn nodes_in_file(path: &Path) -> Vec<(String, u16)> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let list: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not JSON ({e}): {text:?}", path.display()));
+    nodes_of(&list)
+}
+
+/// The exact text a server writes for 127.0.0.1:`port` in a list, to find it in an answer
+/// without parsing hundreds of thousands of them.
+pub fn listed_form(port: u16) -> String {
+    format!(r#"{{"ip_address":"127.0.0.1","port":{port}}}"#)
+}
+
+/// The ports of a list of 127.0.0.1 nodes; panics on any other address.
+pub fn localhost_ports(listed: &[(String, u16)]) -> Vec<u16> {
+    assert!(
+        listed.iter().all(|(ip, _)| ip == "127.0.0.1"),
+        "only 127.0.0.1 nodes expected: {listed:?}"
+    );
+    listed.iter().map(|(_, port)| *port).collect()
+}
+
+/// A nodes file (JSON text) listing `addrs`.
+pub fn nodes_file_of(addrs: &[SocketAddr]) -> String {
+    let nodes: Vec<Value> = addrs
+        .iter()
+        .map(|a| json!({"ip_address": a.ip().to_string(), "port": a.port()}))
+        .collect();
+    Value::Array(nodes).to_string()
+}
+
+/// A node object as request body text.
+pub fn node_body_at(ip: &str, port: u16) -> String {
+    json!({"ip_address": ip, "port": port}).to_string()
 }
 
 pub fn nodes_of(list: &Value) -> Vec<(String, u16)> {
@@ -272,113 +398,6 @@ pub fn nodes_of(list: &Value) -> Vec<(String, u16)> {
             )
         })
         .collect()
-}
-
-/// An HTTP answer.
-#[derive(Debug, Clone)]
-pub struct Resp {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
-
-impl Resp {
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The `error` sentence of a JSON error answer.
-    pub fn error(&self) -> String {
-        assert_eq!(
-            self.header("content-type"),
-            Some("application/json"),
-            "{self:?}"
-        );
-        self.json()["error"]
-            .as_str()
-            .expect("an error message")
-            .to_owned()
-    }
-}
-
-/// One HTTP/1.1 request on its own connection, with a 10 s deadline.
-pub fn request(
-    method: &str,
-    addr: SocketAddr,
-    path: &str,
-    body: Option<&str>,
-    headers: &[(&str, &str)],
-) -> Resp {
-    try_request(method, addr, path, body, headers)
-        .unwrap_or_else(|e| panic!("{method} {addr}{path}: {e}"))
-}
-
-pub fn try_request(
-    method: &str,
-    addr: SocketAddr,
-    path: &str,
-    body: Option<&str>,
-    headers: &[(&str, &str)],
-) -> std::io::Result<Resp> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    if let Some(body) = body {
-        // curl -d sends a form content type; the server must not care.
-        if !headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
-        {
-            head.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
-        }
-        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
-    if let Some(body) = body {
-        stream.write_all(body.as_bytes())?;
-    }
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    parse_response(&raw)
-}
-
-/// Parses one complete HTTP response (with `Content-Length`).
-pub fn parse_response(raw: &[u8]) -> std::io::Result<Resp> {
-    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| bad("no end of head"))?;
-    let head = std::str::from_utf8(&raw[..end]).map_err(|_| bad("head not UTF-8"))?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().ok_or_else(|| bad("no status line"))?;
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("bad status line"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    let body = String::from_utf8_lossy(&raw[end + 4..]).into_owned();
-    Ok(Resp {
-        status,
-        headers,
-        body,
-    })
 }
 
 /// Waits until `check` is true, panicking with `what` after `limit`.

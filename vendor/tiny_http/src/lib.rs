@@ -26,7 +26,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Mutex};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use util::MessagesQueue;
@@ -232,13 +232,15 @@ fn wake_address(bound: SocketAddr) -> SocketAddr {
 /// out of file descriptors, say, is waited out, where upstream tiny_http stopped serving.
 fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
     let mut last_error_report: Option<Instant> = None;
+    // The connection threads not yet joined.
+    let mut threads: Vec<JoinHandle<()>> = Vec::new();
     loop {
         let accepted = listener.accept();
         if shared.closing.load(SeqCst) {
             return;
         }
         match accepted {
-            Ok((stream, peer)) => admit(stream, peer, shared),
+            Ok((stream, peer)) => admit(stream, peer, shared, &mut threads),
             Err(e) => match e.kind() {
                 IoErrorKind::Interrupted
                 | IoErrorKind::ConnectionAborted
@@ -259,12 +261,18 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
 }
 
 /// Starts a connection thread for `stream`, or turns the connection away when the budget
-/// of connections is spent.
-fn admit(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
+/// of connections is spent. A connection thread counts against the budget until it has ended
+/// and been joined, not merely until its connection closed: otherwise, while connections come
+/// and go, threads still ending would let the number of threads exceed the budget.
+fn admit(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    threads: &mut Vec<JoinHandle<()>>,
+) {
     let limits = &shared.limits;
-    let open = shared.connections.fetch_add(1, SeqCst);
-    if open >= limits.max_connections {
-        shared.connections.fetch_sub(1, SeqCst);
+    reap(threads);
+    if threads.len() >= limits.max_connections {
         turn_away(stream, "too many open connections; try again later");
         return;
     }
@@ -273,9 +281,9 @@ fn admit(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
         .and_then(|_| stream.set_read_timeout(Some(limits.idle_timeout)))
         .and_then(|_| stream.set_write_timeout(Some(limits.idle_timeout)));
     if configured.is_err() {
-        shared.connections.fetch_sub(1, SeqCst);
         return;
     }
+    shared.connections.fetch_add(1, SeqCst);
     let inside = Arc::clone(shared);
     // The closure owns the stream; if spawning fails it is dropped, which closes it.
     let spawned = thread::Builder::new()
@@ -285,13 +293,29 @@ fn admit(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
             let _slot = Slot(&inside.connections);
             client::serve(stream, peer, &inside);
         });
-    if let Err(e) = spawned {
-        shared.connections.fetch_sub(1, SeqCst);
-        static REPORTED: Mutex<Option<Instant>> = Mutex::new(None);
-        let mut last = REPORTED.lock().unwrap_or_else(|p| p.into_inner());
-        if last.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-            log::error!("cannot start a connection thread: {}", e);
-            *last = Some(Instant::now());
+    match spawned {
+        Ok(thread) => threads.push(thread),
+        Err(e) => {
+            shared.connections.fetch_sub(1, SeqCst);
+            static REPORTED: Mutex<Option<Instant>> = Mutex::new(None);
+            let mut last = REPORTED.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                log::error!("cannot start a connection thread: {}", e);
+                *last = Some(Instant::now());
+            }
+        }
+    }
+}
+
+/// Joins the connection threads that have finished serving; each takes at most the moment
+/// it needs to end.
+fn reap(threads: &mut Vec<JoinHandle<()>>) {
+    let mut i = 0;
+    while i < threads.len() {
+        if threads[i].is_finished() {
+            let _ = threads.swap_remove(i).join();
+        } else {
+            i += 1;
         }
     }
 }
