@@ -76,7 +76,7 @@ impl Server {
         self.http.server_addr()
     }
 
-    /// Stops accepting, answers the requests already read, and returns once their answers
+    /// Stops accepting, answers every request already read, and returns once their answers
     /// are written or `deadline` has passed.
     pub fn shutdown(self, deadline: Instant) {
         self.http.stop_accepting();
@@ -86,13 +86,17 @@ impl Server {
         for worker in self.workers {
             let _ = worker.join();
         }
-        // Changes handed to the committer are answered once they are on disk.
-        self.api.store.flush();
-        if !self.http.wait_for_responses(deadline) {
-            log::warn!(
-                "stopping with {} answers not yet written",
-                self.http.requests_in_flight()
-            );
+        // A request read as the stop began can land in the queue behind the workers' last
+        // turn, and changes wait for the committer: serve and wait until every request in
+        // flight is answered on its socket.
+        while self.http.requests_in_flight() > 0 && Instant::now() < deadline {
+            if let Ok(Some(request)) = self.http.recv_timeout(Duration::from_millis(2)) {
+                serve(request, &self.api, Load::default());
+            }
+        }
+        let unanswered = self.http.requests_in_flight();
+        if unanswered > 0 {
+            log::warn!("stopping with {unanswered} answers not yet written");
         }
     }
 }

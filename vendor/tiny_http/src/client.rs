@@ -100,6 +100,10 @@ pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
                 break;
             }
         };
+        // Counted in flight before `closing` is read: a stopping server either sees this
+        // request in flight (and serves it from the queue) or this thread sees `closing`.
+        shared.in_flight.fetch_add(1, SeqCst);
+        let in_flight = Slot(&shared.in_flight);
         if shared.closing.load(SeqCst) {
             let _ = writer.write_all(&error_response(StatusCode(503), "server is shutting down"));
             break;
@@ -108,8 +112,6 @@ pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
 
         let (answer_tx, answer_rx) = mpsc::channel();
         let request = Request::new(head, body, peer, keep_alive, answer_tx);
-        shared.in_flight.fetch_add(1, SeqCst);
-        let in_flight = Slot(&shared.in_flight);
         shared.messages.push(request);
         // A request is always answered: `Request`'s destructor answers 500 if nobody did.
         let written = match answer_rx.recv() {

@@ -191,18 +191,6 @@ impl Server {
         let _ =
             TcpStream::connect_timeout(&wake_address(self.listening_addr), Duration::from_secs(1));
     }
-
-    /// Waits until every request handed out by `recv()` has its response written (or given
-    /// up), or until `deadline`. Returns whether all were written.
-    pub fn wait_for_responses(&self, deadline: Instant) -> bool {
-        while self.shared.in_flight.load(SeqCst) > 0 {
-            if Instant::now() >= deadline {
-                return false;
-            }
-            thread::sleep(Duration::from_millis(2));
-        }
-        true
-    }
 }
 
 impl Iterator for IncomingRequests<'_> {
