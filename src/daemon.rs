@@ -25,6 +25,9 @@ use crate::update::{self, NodeRole, Role, Updater};
 /// How long a stop may take in all (SPEC §9 allows 2 s).
 const STOP_BUDGET: Duration = Duration::from_millis(1500);
 
+/// How long a stop waits for an update round in progress.
+const UPDATE_GRACE: Duration = Duration::from_millis(200);
+
 /// Runs the process until a stop signal; returns once stopped cleanly.
 pub fn run(settings: &Settings) -> Result<(), Error> {
     let start_error = |what| move |source| Error::Start { what, source };
@@ -119,9 +122,14 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
     // Wake the update thread; it ends at once if asleep, or after its current step.
     drop(stop);
     server.shutdown(deadline);
-    // A round in progress may wait on a peer for up to --timeout; do not wait for it.
-    while !update_thread.is_finished() && Instant::now() < deadline {
+    // A round in progress may wait on a peer for up to --timeout: give it a moment to end,
+    // no more. Nothing it does is owed to anyone, and the file is whole at any instant.
+    let grace = (Instant::now() + UPDATE_GRACE).min(deadline);
+    while !update_thread.is_finished() && Instant::now() < grace {
         thread::sleep(Duration::from_millis(5));
+    }
+    if !update_thread.is_finished() {
+        log::info!("leaving the update round in progress (it waits on peers)");
     }
     store.flush();
     log::info!("stopped");

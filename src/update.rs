@@ -78,9 +78,10 @@ pub fn run(updater: &Updater, role: &Role, stop: &Receiver<()>) {
         updater.stats.record_round(&round);
         match stop.recv_timeout(jittered(updater.interval)) {
             Err(RecvTimeoutError::Timeout) => continue,
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
         }
     }
+    log::info!("update thread stopped");
 }
 
 /// Drops the failure counts of nodes that were not checked this round (removed by someone

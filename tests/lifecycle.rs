@@ -159,6 +159,15 @@ fn a_stop_signal_ends_a_round_stuck_on_black_holes_within_2_s() {
             "{bin} SIG{signal}: exit took {took:?}"
         );
         eprintln!("{bin} SIG{signal} mid-round: exit 0 in {took:?}");
+        let log = proc.stderr();
+        assert!(
+            log.contains("leaving the update round in progress"),
+            "{log}"
+        );
+        assert!(
+            !log.contains("update thread stopped"),
+            "the round was still waiting: {log}"
+        );
 
         // Unlocked at once, with the list intact: no check failed, so nothing was removed.
         let again = spawn(bin, dir.path(), &args);
@@ -195,14 +204,22 @@ fn a_stop_signal_wakes_the_update_thread_from_its_sleep() {
             "{bin} SIG{signal}: {}",
             proc.stderr()
         );
-        // Well under the 1.5 s the process waits for an update thread that is busy: the
-        // sleep itself was cut short.
         assert!(
             took < Duration::from_secs(1),
             "{bin} SIG{signal}: exit took {took:?}"
         );
         eprintln!("{bin} SIG{signal} mid-sleep: exit 0 in {took:?}");
-        assert!(proc.stderr().contains("stopped"), "{}", proc.stderr());
+        // The sleep itself was cut short: the update thread ended before the process did,
+        // rather than being left behind like a thread stuck in a round.
+        let log = proc.stderr();
+        let ended = log
+            .find("update thread stopped")
+            .expect("the update thread ended");
+        let stopped = log
+            .rfind("INFO  stopped\n")
+            .expect("the process logged its stop");
+        assert!(ended < stopped, "{log}");
+        assert!(!log.contains("leaving the update round"), "{log}");
         let again = spawn(bin, dir.path(), &args);
         assert_eq!(
             again.get("/").status,
