@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use pico_args::Arguments;
+use serde::{Serialize, Serializer};
 
 use crate::error::Error;
 use crate::nodes::{Host, Node};
@@ -27,9 +28,11 @@ impl Kind {
     }
 }
 
-/// Everything a process needs to run.
-#[derive(Debug, Clone)]
+/// Everything a process needs to run. `/status` reports it as it is (durations in seconds,
+/// the admin token only as whether one is set).
+#[derive(Debug, Clone, Serialize)]
 pub struct Settings {
+    #[serde(skip)]
     pub kind: Kind,
     /// Address to bind; `""` means all interfaces.
     pub ip: String,
@@ -37,12 +40,9 @@ pub struct Settings {
     pub port: Option<u16>,
     pub dir: PathBuf,
     pub nodes_file: String,
+    #[serde(rename = "upd_int_seconds", serialize_with = "seconds")]
     pub upd_int: Duration,
-    pub kn_limit: usize,
-    /// The seed servers (nodes only).
-    pub seeds: Vec<Node>,
-    /// The address announced to others, when it differs from `ip`.
-    pub advertise: Option<Host>,
+    #[serde(rename = "timeout_seconds", serialize_with = "seconds")]
     pub timeout: Duration,
     pub fail_limit: u32,
     pub max_nodes: usize,
@@ -51,8 +51,36 @@ pub struct Settings {
     pub workers: usize,
     pub max_conns: usize,
     pub verify_source: bool,
+    #[serde(rename = "admin_token_set", serialize_with = "is_set")]
     pub admin_token: Option<String>,
+    #[serde(serialize_with = "as_text")]
     pub log_level: log::LevelFilter,
+    /// The flags only a `node` has; `None` for a `dns`.
+    #[serde(flatten)]
+    pub node: Option<NodeSettings>,
+}
+
+/// The flags only a `node` has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeSettings {
+    /// Known nodes wanted before the exchange and seed steps are skipped.
+    pub kn_limit: usize,
+    /// The seed servers.
+    pub seeds: Vec<Node>,
+    /// The address announced to others, when it differs from `ip`.
+    pub advertise: Option<Host>,
+}
+
+fn seconds<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(duration.as_secs_f64())
+}
+
+fn is_set<S: Serializer>(token: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_bool(token.is_some())
+}
+
+fn as_text<S: Serializer>(level: &log::LevelFilter, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&level.as_str().to_ascii_lowercase())
 }
 
 /// What the command line asks for.
@@ -300,9 +328,6 @@ pub fn parse(kind: Kind, args: Vec<OsString>) -> Result<Command, Error> {
         dir: PathBuf::from(if is_node { "./.node" } else { "./.dns_server" }),
         nodes_file: "nodes.json".into(),
         upd_int: Duration::from_secs(60),
-        kn_limit: 10,
-        seeds: Vec::new(),
-        advertise: None,
         timeout: Duration::from_secs(5),
         fail_limit: 1,
         max_nodes: if is_node { 1000 } else { 10000 },
@@ -313,6 +338,7 @@ pub fn parse(kind: Kind, args: Vec<OsString>) -> Result<Command, Error> {
         verify_source: false,
         admin_token: None,
         log_level: log::LevelFilter::Info,
+        node: None,
     };
 
     let a = &mut args;
@@ -357,37 +383,7 @@ pub fn parse(kind: Kind, args: Vec<OsString>) -> Result<Command, Error> {
     settings.log_level = log_level(a)?;
 
     if is_node {
-        if let Some(n) = value(a, ["-k", "--kn_limit"], |s| parse_int(s, 1, 10_000_000))? {
-            settings.kn_limit = n as usize;
-        }
-        settings.advertise = value(a, "--advertise", |s| {
-            Host::parse(s).map_err(|e| e.to_string())
-        })?;
-        let dns_ip = value(a, "--dns_ip", parse_nonempty)?;
-        let dns_port = value(a, "--dns_port", |s| parse_int(s, 1, 65535))?;
-        let seeds = a
-            .values_from_fn("--dns", parse_seed)
-            .map_err(|e| usage_error("--dns", e))?;
-        settings.seeds = if seeds.is_empty() {
-            let ip = dns_ip.unwrap_or_else(|| "127.0.0.1".into());
-            let port = dns_port.unwrap_or(42020) as u16;
-            vec![
-                Node::new(&ip, port)
-                    .map_err(|e| Error::Usage(format!("invalid --dns_ip/--dns_port: {e}")))?,
-            ]
-        } else if dns_ip.is_some() || dns_port.is_some() {
-            return Err(Error::Usage(
-                "--dns replaces --dns_ip/--dns_port: give one or the other".into(),
-            ));
-        } else {
-            seeds
-        };
-        if settings.advertise.is_none() && binds_all_interfaces(&settings.ip) {
-            return Err(Error::Usage(format!(
-                "--ip {:?} binds all interfaces, which no peer can reach: give --advertise with the address peers should use",
-                settings.ip
-            )));
-        }
+        settings.node = Some(node_settings(a, &settings.ip)?);
     }
 
     let rest = args.finish();
@@ -408,6 +404,43 @@ pub fn parse(kind: Kind, args: Vec<OsString>) -> Result<Command, Error> {
         }));
     }
     Ok(Command::Run(Box::new(settings)))
+}
+
+/// Parses the flags only a `node` has.
+fn node_settings(a: &mut Arguments, ip: &str) -> Result<NodeSettings, Error> {
+    let kn_limit = value(a, ["-k", "--kn_limit"], |s| parse_int(s, 1, 10_000_000))?;
+    let advertise = value(a, "--advertise", |s| {
+        Host::parse(s).map_err(|e| e.to_string())
+    })?;
+    let dns_ip = value(a, "--dns_ip", parse_nonempty)?;
+    let dns_port = value(a, "--dns_port", |s| parse_int(s, 1, 65535))?;
+    let seeds = a
+        .values_from_fn("--dns", parse_seed)
+        .map_err(|e| usage_error("--dns", e))?;
+    let seeds = if seeds.is_empty() {
+        let ip = dns_ip.unwrap_or_else(|| "127.0.0.1".into());
+        let port = dns_port.unwrap_or(42020) as u16;
+        vec![
+            Node::new(&ip, port)
+                .map_err(|e| Error::Usage(format!("invalid --dns_ip/--dns_port: {e}")))?,
+        ]
+    } else if dns_ip.is_some() || dns_port.is_some() {
+        return Err(Error::Usage(
+            "--dns replaces --dns_ip/--dns_port: give one or the other".into(),
+        ));
+    } else {
+        seeds
+    };
+    if advertise.is_none() && binds_all_interfaces(ip) {
+        return Err(Error::Usage(format!(
+            "--ip {ip:?} binds all interfaces, which no peer can reach: give --advertise with the address peers should use"
+        )));
+    }
+    Ok(NodeSettings {
+        kn_limit: kn_limit.map_or(10, |n| n as usize),
+        seeds,
+        advertise,
+    })
 }
 
 /// Whether a bind address means every interface.
@@ -551,14 +584,19 @@ mod tests {
         assert_eq!((dns.ip.as_str(), dns.port), ("", Some(42020)));
         assert_eq!(dns.dir, PathBuf::from("./.dns_server"));
         assert_eq!(dns.max_nodes, 10000);
+        assert_eq!(dns.node, None, "a dns has no node flags");
         let node = run(Kind::Node, &[]).unwrap();
         assert_eq!((node.ip.as_str(), node.port), ("127.0.0.1", None));
         assert_eq!(node.dir, PathBuf::from("./.node"));
+        assert_eq!((node.max_nodes, node.list_limit), (1000, 1000));
         assert_eq!(
-            (node.kn_limit, node.max_nodes, node.list_limit),
-            (10, 1000, 1000)
+            node.node,
+            Some(NodeSettings {
+                kn_limit: 10,
+                seeds: vec![Node::new("127.0.0.1", 42020).unwrap()],
+                advertise: None,
+            })
         );
-        assert_eq!(node.seeds, vec![Node::new("127.0.0.1", 42020).unwrap()]);
         for s in [&dns, &node] {
             assert_eq!(s.nodes_file, "nodes.json");
             assert_eq!(s.upd_int, Duration::from_secs(60));
@@ -598,20 +636,42 @@ mod tests {
         assert_eq!(s.port, Some(55000));
         assert_eq!(s.dir, PathBuf::from("x"));
         assert_eq!(s.upd_int, Duration::from_millis(500));
-        assert_eq!(s.kn_limit, 3);
         assert_eq!(
-            s.seeds,
-            vec![
-                Node::new("::1", 7).unwrap(),
-                Node::new("seed.example", 8).unwrap()
-            ]
+            s.node,
+            Some(NodeSettings {
+                kn_limit: 3,
+                seeds: vec![
+                    Node::new("::1", 7).unwrap(),
+                    Node::new("seed.example", 8).unwrap()
+                ],
+                advertise: Some(Host::parse("10.0.0.1").unwrap()),
+            })
         );
         assert_eq!((s.timeout, s.fail_limit), (Duration::from_secs(2), 3));
-        assert_eq!(s.advertise, Some(Host::parse("10.0.0.1").unwrap()));
         assert_eq!(s.admin_token.as_deref(), Some("t"));
         assert_eq!(s.log_level, log::LevelFilter::Warn);
         let s = run(Kind::Node, &["--dns_ip", "10.1.1.1", "--dns_port", "9"]).unwrap();
-        assert_eq!(s.seeds, vec![Node::new("10.1.1.1", 9).unwrap()]);
+        let seeds = s.node.map(|n| n.seeds);
+        assert_eq!(seeds, Some(vec![Node::new("10.1.1.1", 9).unwrap()]));
+    }
+
+    #[test]
+    fn settings_report_seconds_and_never_the_token() {
+        let s = run(
+            Kind::Node,
+            &["-u", "0.5", "--admin_token", "s3cret", "-k", "4"],
+        )
+        .unwrap();
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["upd_int_seconds"], 0.5);
+        assert_eq!(json["timeout_seconds"], 5.0);
+        assert_eq!(json["admin_token_set"], true);
+        assert_eq!(json["kn_limit"], 4);
+        assert_eq!(json["log_level"], "info");
+        assert!(!json.to_string().contains("s3cret"));
+        let dns = serde_json::to_value(run(Kind::Dns, &[]).unwrap()).unwrap();
+        assert_eq!(dns["admin_token_set"], false);
+        assert!(dns.get("kn_limit").is_none() && dns.get("seeds").is_none());
     }
 
     #[test]

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::config::{Kind, Settings, binds_all_interfaces};
+use crate::config::{Settings, binds_all_interfaces};
 use crate::error::Error;
 use crate::nodes::{Host, Node};
 use crate::peers::Peers;
-use crate::report::{Limits, Profile};
+use crate::report::Profile;
 use crate::routes::{Api, ApiConfig};
 use crate::server::{Server, ServerOptions};
 use crate::stats::Stats;
@@ -59,7 +59,12 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
             admin_token: settings.admin_token.clone(),
         },
         store: Arc::clone(&store),
-        profile: profile(settings, me.clone()),
+        profile: Profile {
+            role: settings.kind.name(),
+            node: me.clone(),
+            version: env!("CARGO_PKG_VERSION"),
+            settings: settings.clone(),
+        },
         stats: Arc::clone(&stats),
     });
     let server = Server::start(
@@ -87,11 +92,11 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
         store.snapshot().nodes.len()
     );
 
-    let role = match (&me, settings.kind) {
-        (Some(me), Kind::Node) => Role::Node(NodeRole {
+    let role = match (&me, &settings.node) {
+        (Some(me), Some(node)) => Role::Node(NodeRole {
             me: me.clone(),
-            seeds: settings.seeds.clone(),
-            kn_limit: settings.kn_limit,
+            seeds: node.seeds.clone(),
+            kn_limit: node.kn_limit,
         }),
         _ => Role::Dns,
     };
@@ -134,30 +139,6 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
     store.flush();
     log::info!("stopped");
     Ok(())
-}
-
-/// Who this process is, as `/status` reports it.
-fn profile(settings: &Settings, me: Option<Node>) -> Profile {
-    let is_node = settings.kind == Kind::Node;
-    Profile {
-        role: settings.kind.name(),
-        node: me,
-        version: env!("CARGO_PKG_VERSION"),
-        seeds: settings.seeds.clone(),
-        limits: Limits {
-            upd_int_seconds: settings.upd_int.as_secs_f64(),
-            timeout_seconds: settings.timeout.as_secs_f64(),
-            fail_limit: settings.fail_limit,
-            kn_limit: is_node.then_some(settings.kn_limit),
-            max_nodes: settings.max_nodes,
-            list_limit: settings.list_limit,
-            check_threads: settings.check_threads,
-            workers: settings.workers,
-            max_conns: settings.max_conns,
-            verify_source: settings.verify_source,
-            admin_token_set: settings.admin_token.is_some(),
-        },
-    }
 }
 
 /// Binds the listening socket: the given port, or for a node without `-p` a free port in
@@ -205,7 +186,11 @@ fn bracketed(host: &str) -> String {
 /// The node this process announces: `--advertise` or `--ip`, with the bound port. A `dns`
 /// bound to all interfaces announces nothing.
 fn advertised(settings: &Settings, port: u16) -> Option<Node> {
-    let host = match &settings.advertise {
+    let advertise = settings
+        .node
+        .as_ref()
+        .and_then(|node| node.advertise.as_ref());
+    let host = match advertise {
         Some(host) => host.clone(),
         None if binds_all_interfaces(&settings.ip) => return None,
         None => Host::parse(&settings.ip).ok()?,

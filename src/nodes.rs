@@ -231,10 +231,16 @@ impl fmt::Display for Node {
     }
 }
 
+impl Serialize for Host {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 impl Serialize for Node {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut object = serializer.serialize_struct("Node", 2)?;
-        object.serialize_field("ip_address", &self.host.to_string())?;
+        object.serialize_field("ip_address", &self.host)?;
         object.serialize_field("port", &self.port)?;
         object.end()
     }

@@ -1,4 +1,4 @@
-//! What `/status` and `/metrics` tell an operator: who this process is and its limits, the
+//! What `/status` and `/metrics` tell an operator: who this process is and its settings, the
 //! last update round, and running totals; as JSON for people and scripts, and as Prometheus
 //! text (exposition format 0.0.4) for scrapers.
 
@@ -8,6 +8,7 @@ use std::time::UNIX_EPOCH;
 
 use serde::Serialize;
 
+use crate::config::Settings;
 use crate::logging::rfc3339;
 use crate::nodes::Node;
 use crate::stats::Stats;
@@ -17,34 +18,14 @@ use crate::store::{Store, StoreStats};
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Who this process is, fixed at start.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Profile {
     /// `dns` or `node`.
     pub role: &'static str,
     /// The node this process announces; none for a `dns` bound to all interfaces.
     pub node: Option<Node>,
     pub version: &'static str,
-    /// The seed servers (nodes only).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub seeds: Vec<Node>,
-    pub limits: Limits,
-}
-
-/// The configured limits, as `/status` reports them.
-#[derive(Debug, Clone, Serialize)]
-pub struct Limits {
-    pub upd_int_seconds: f64,
-    pub timeout_seconds: f64,
-    pub fail_limit: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kn_limit: Option<usize>,
-    pub max_nodes: usize,
-    pub list_limit: usize,
-    pub check_threads: usize,
-    pub workers: usize,
-    pub max_conns: usize,
-    pub verify_source: bool,
-    pub admin_token_set: bool,
+    pub settings: Settings,
 }
 
 /// The server's load at the time of a request.
@@ -80,9 +61,8 @@ pub struct Status<'a> {
     pub rounds: u64,
     pub totals: Totals,
     pub connections: usize,
-    #[serde(skip_serializing_if = "<[Node]>::is_empty")]
-    pub seeds: &'a [Node],
-    pub limits: &'a Limits,
+    /// The effective settings: every flag's value.
+    pub settings: &'a Settings,
 }
 
 /// The last update round, as `/status` reports it.
@@ -153,8 +133,7 @@ pub fn status<'a>(facts: &Facts<'a>) -> Status<'a> {
             disk_write_failures: read(&disk.write_failures),
         },
         connections: load.connections,
-        seeds: &profile.seeds,
-        limits: &profile.limits,
+        settings: &profile.settings,
     }
 }
 
@@ -232,7 +211,7 @@ pub fn metrics(facts: &Facts<'_>) -> String {
         "gauge",
         "The cap on known nodes (--max_nodes).",
     )
-    .sample("max_nodes", &[], profile.limits.max_nodes);
+    .sample("max_nodes", &[], profile.settings.max_nodes);
     out.family("update_rounds_total", "counter", "Update rounds finished.")
         .sample("update_rounds_total", &[], read(&stats.rounds));
     out.family(

@@ -431,6 +431,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config;
     use crate::store::StoreOptions;
     use std::net::Ipv4Addr;
     use std::path::PathBuf;
@@ -471,24 +472,15 @@ mod tests {
     }
 
     fn profile() -> Profile {
+        let Ok(config::Command::Run(settings)) = config::parse(config::Kind::Dns, Vec::new())
+        else {
+            panic!("the defaults parse")
+        };
         Profile {
             role: "dns",
             node: Some(Node::new("127.0.0.1", 42020).unwrap()),
             version: "0.0.0-test",
-            seeds: Vec::new(),
-            limits: report::Limits {
-                upd_int_seconds: 60.0,
-                timeout_seconds: 5.0,
-                fail_limit: 1,
-                kn_limit: None,
-                max_nodes: 10,
-                list_limit: 1000,
-                check_threads: 64,
-                workers: 4,
-                max_conns: 1024,
-                verify_source: false,
-                admin_token_set: true,
-            },
+            settings: *settings,
         }
     }
 

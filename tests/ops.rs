@@ -173,8 +173,13 @@ fn status_reflects_a_real_update_round() {
         status["node"],
         json!({"ip_address": "127.0.0.1", "port": dns.port()})
     );
-    assert_eq!(status["limits"]["fail_limit"], 1);
-    assert_eq!(status["limits"]["max_nodes"], 10000);
+    assert_eq!(status["settings"]["fail_limit"], 1);
+    assert_eq!(status["settings"]["max_nodes"], 10000);
+    assert_eq!(status["settings"]["upd_int_seconds"], 0.5);
+    assert_eq!(
+        status["settings"]["dir"],
+        dir.join("dns").display().to_string()
+    );
     assert!(status["uptime_seconds"].is_u64());
     assert!(
         status["last_round"]["ended"]
@@ -191,10 +196,10 @@ fn status_reflects_a_real_update_round() {
         json!({"ip_address": "127.0.0.1", "port": node.port()})
     );
     assert_eq!(
-        node_status["seeds"],
+        node_status["settings"]["seeds"],
         json!([{"ip_address": "127.0.0.1", "port": dns.port()}])
     );
-    assert_eq!(node_status["limits"]["kn_limit"], 10);
+    assert_eq!(node_status["settings"]["kn_limit"], 10);
 
     node.kill();
     wait_until(
