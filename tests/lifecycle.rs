@@ -7,6 +7,7 @@ mod support;
 use std::collections::HashSet;
 use std::fs;
 use std::net::SocketAddr;
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
@@ -54,6 +55,14 @@ fn writer_until_refused(addr: SocketAddr, first_port: u16, answers: &AtomicUsize
     outcomes
 }
 
+/// Asserts that a stop signal made the process exit with status 0 within `bound`.
+fn assert_clean_exit(proc: &Proc, what: &str, stopped: (ExitStatus, Duration), bound: Duration) {
+    let (status, took) = stopped;
+    assert_eq!(status.code(), Some(0), "{what}: {}", proc.stderr());
+    assert!(took < bound, "{what}: exit took {took:?}");
+    eprintln!("{what}: exit 0 in {took:?}");
+}
+
 #[test]
 fn a_stop_signal_during_a_write_storm_loses_no_answered_change() {
     for signal in ["TERM", "INT"] {
@@ -77,13 +86,8 @@ fn a_stop_signal_during_a_write_storm_loses_no_answered_change() {
                 .collect();
             (outcomes, stopped)
         });
-        let (status, took) = stopped;
-        assert_eq!(status.code(), Some(0), "SIG{signal}: {}", dns.stderr());
-        assert!(
-            took < Duration::from_secs(2),
-            "SIG{signal}: exit took {took:?}"
-        );
-        eprintln!("SIG{signal} during a write storm: exit 0 in {took:?}");
+        let what = format!("SIG{signal} during a write storm");
+        assert_clean_exit(&dns, &what, stopped, Duration::from_secs(2));
 
         let on_disk: HashSet<u16> = localhost_ports(&dns.nodes_on_disk()).into_iter().collect();
         for (w, outcome) in outcomes.iter().enumerate() {
@@ -147,18 +151,9 @@ fn a_stop_signal_ends_a_round_stuck_on_black_holes_within_2_s() {
             },
         );
 
-        let (status, took) = proc.signal(signal, Duration::from_secs(10));
-        assert_eq!(
-            status.code(),
-            Some(0),
-            "{bin} SIG{signal}: {}",
-            proc.stderr()
-        );
-        assert!(
-            took < Duration::from_secs(2),
-            "{bin} SIG{signal}: exit took {took:?}"
-        );
-        eprintln!("{bin} SIG{signal} mid-round: exit 0 in {took:?}");
+        let stopped = proc.signal(signal, Duration::from_secs(10));
+        let what = format!("{bin} SIG{signal} mid-round");
+        assert_clean_exit(&proc, &what, stopped, Duration::from_secs(2));
         let log = proc.stderr();
         assert!(
             log.contains("leaving the update round in progress"),
@@ -197,18 +192,9 @@ fn a_stop_signal_wakes_the_update_thread_from_its_sleep() {
             proc.stderr().contains("round:")
         });
 
-        let (status, took) = proc.signal(signal, Duration::from_secs(10));
-        assert_eq!(
-            status.code(),
-            Some(0),
-            "{bin} SIG{signal}: {}",
-            proc.stderr()
-        );
-        assert!(
-            took < Duration::from_secs(1),
-            "{bin} SIG{signal}: exit took {took:?}"
-        );
-        eprintln!("{bin} SIG{signal} mid-sleep: exit 0 in {took:?}");
+        let stopped = proc.signal(signal, Duration::from_secs(10));
+        let what = format!("{bin} SIG{signal} mid-sleep");
+        assert_clean_exit(&proc, &what, stopped, Duration::from_secs(1));
         // The sleep itself was cut short: the update thread ended before the process did,
         // rather than being left behind like a thread stuck in a round.
         let log = proc.stderr();
