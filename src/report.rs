@@ -151,6 +151,11 @@ impl Exposition {
         self
     }
 
+    /// A family of one sample without labels.
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+        self.family(name, kind, help).sample(name, &[], value);
+    }
+
     /// One sample; label values are our own constants, escaped all the same.
     fn sample(
         &mut self,
@@ -198,22 +203,30 @@ pub fn metrics(facts: &Facts<'_>) -> String {
         &[("role", profile.role), ("version", profile.version)],
         1,
     );
-    out.family(
+    out.single(
         "uptime_seconds",
         "gauge",
         "Seconds since the process started.",
-    )
-    .sample("uptime_seconds", &[], stats.started.elapsed().as_secs_f64());
-    out.family("known_nodes", "gauge", "Nodes known right now.")
-        .sample("known_nodes", &[], store.snapshot().nodes.len());
-    out.family(
+        stats.started.elapsed().as_secs_f64(),
+    );
+    out.single(
+        "known_nodes",
+        "gauge",
+        "Nodes known right now.",
+        store.snapshot().nodes.len(),
+    );
+    out.single(
         "max_nodes",
         "gauge",
         "The cap on known nodes (--max_nodes).",
-    )
-    .sample("max_nodes", &[], profile.settings.max_nodes);
-    out.family("update_rounds_total", "counter", "Update rounds finished.")
-        .sample("update_rounds_total", &[], read(&stats.rounds));
+        profile.settings.max_nodes,
+    );
+    out.single(
+        "update_rounds_total",
+        "counter",
+        "Update rounds finished.",
+        read(&stats.rounds),
+    );
     out.family(
         "update_round_duration_seconds",
         "summary",
@@ -231,22 +244,18 @@ pub fn metrics(facts: &Facts<'_>) -> String {
     );
     if let Some(round) = stats.last_round() {
         let ended = round.ended.duration_since(UNIX_EPOCH).unwrap_or_default();
-        out.family(
+        out.single(
             "last_round_duration_seconds",
             "gauge",
             "How long the last update round took.",
-        )
-        .sample(
-            "last_round_duration_seconds",
-            &[],
             round.duration.as_secs_f64(),
         );
-        out.family(
+        out.single(
             "last_round_end_timestamp_seconds",
             "gauge",
             "When the last update round ended (Unix time).",
-        )
-        .sample("last_round_end_timestamp_seconds", &[], ended.as_secs_f64());
+            ended.as_secs_f64(),
+        );
     }
     out.family(
         "checks_total",
@@ -259,44 +268,48 @@ pub fn metrics(facts: &Facts<'_>) -> String {
         &[("result", "failed")],
         read(&stats.checks_failed),
     );
-    out.family(
+    out.single(
         "nodes_removed_total",
         "counter",
         "Nodes removed after --fail_limit failed checks.",
-    )
-    .sample("nodes_removed_total", &[], read(&stats.removed));
-    out.family(
+        read(&stats.removed),
+    );
+    out.single(
         "nodes_learned_total",
         "counter",
         "Nodes learned from peers and seed servers.",
-    )
-    .sample("nodes_learned_total", &[], read(&stats.learned));
-    out.family(
+        read(&stats.learned),
+    );
+    out.single(
         "changes_total",
         "counter",
         "Changes to the known nodes written to disk.",
-    )
-    .sample("changes_total", &[], read(&disk.changes));
-    out.family(
+        read(&disk.changes),
+    );
+    out.single(
         "disk_writes_total",
         "counter",
         "Writes of the nodes file (each may hold many changes).",
-    )
-    .sample("disk_writes_total", &[], read(&disk.writes));
-    out.family(
+        read(&disk.writes),
+    );
+    out.single(
         "persist_failures_total",
         "counter",
         "Writes of the nodes file that failed; their changes were refused.",
-    )
-    .sample("persist_failures_total", &[], read(&disk.write_failures));
-    out.family("open_connections", "gauge", "Client connections open.")
-        .sample("open_connections", &[], load.connections);
-    out.family(
+        read(&disk.write_failures),
+    );
+    out.single(
+        "open_connections",
+        "gauge",
+        "Client connections open.",
+        load.connections,
+    );
+    out.single(
         "requests_in_flight",
         "gauge",
         "Requests read and not yet answered.",
-    )
-    .sample("requests_in_flight", &[], load.in_flight);
+        load.in_flight,
+    );
     out.family(
         "http_requests_total",
         "counter",
