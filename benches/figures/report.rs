@@ -53,6 +53,19 @@ impl Row {
         self
     }
 
+    /// An upper bound: met when `value <= bound`, otherwise missed by `format(value - bound)`
+    /// "over".
+    pub fn at_most(
+        self,
+        target: &str,
+        value: f64,
+        bound: f64,
+        format: impl Fn(f64) -> String,
+    ) -> Row {
+        let by = format!("{} over", format(value - bound));
+        self.target(target, value <= bound, by)
+    }
+
     /// A figure that could not be measured.
     pub fn failed(figure: impl Into<String>, why: &str) -> Row {
         let first_line = why.lines().next().unwrap_or_default();
