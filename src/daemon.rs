@@ -16,10 +16,11 @@ use crate::error::Error;
 use crate::nodes::{Host, Node};
 use crate::peers::Peers;
 use crate::report::Profile;
-use crate::routes::{Api, ApiConfig};
-use crate::server::{Server, ServerOptions};
+use crate::routes::ApiConfig;
+use crate::server::{Api, Server, ServerOptions};
 use crate::stats::Stats;
 use crate::store::{Store, StoreOptions};
+use crate::transport::SystemClock;
 use crate::update::{self, NodeRole, Role, Updater};
 
 /// How long a stop may take in all (SPEC §9 allows 2 s).
@@ -101,17 +102,16 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
         _ => Role::Dns,
     };
     let updater = Updater {
-        store: Arc::clone(&store),
-        stats,
-        peers: Peers::new(settings.timeout),
-        interval: settings.upd_int,
-        check_threads: settings.check_threads,
-        fail_limit: settings.fail_limit,
+        members: Arc::clone(&store),
+        transport: Peers::new(settings.timeout, settings.check_threads),
+        clock: SystemClock,
+        role,
     };
+    let (interval, fail_limit) = (settings.upd_int, settings.fail_limit);
     let (stop, stopped) = mpsc::channel::<()>();
     let update_thread = thread::Builder::new()
         .name("update".into())
-        .spawn(move || update::run(&updater, &role, &stopped))
+        .spawn(move || update::run(&updater, &stats, interval, fail_limit, &stopped))
         .map_err(start_error("the update thread"))?;
 
     let signal = signals.forever().next();

@@ -2,8 +2,9 @@
 //! (`node`) that find each other over plain HTTP/JSON; see SPEC in the README.
 //!
 //! Data flows one way: `server` turns an HTTP request into a `routes::Request`, `routes`
-//! decides the answer against the `store`, and changes are committed to disk by the store's
-//! committer thread before they are answered. `update` runs the periodic rounds using `peers`.
+//! decides the answer against a snapshot of the `store`, and changes are committed to disk by
+//! the store's committer thread before they are answered. `update` runs the periodic rounds,
+//! reaching peers through a `transport::Transport` (`peers` is the HTTP one).
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -13,11 +14,14 @@ pub mod logging;
 pub mod nodes;
 pub mod peers;
 pub mod report;
+pub mod response;
 pub mod routes;
 pub mod server;
 pub mod stats;
 pub mod store;
+pub mod transport;
 pub mod update;
+pub mod upkeep;
 
 use std::process::ExitCode;
 

@@ -1,60 +1,37 @@
-//! Requests to other processes (SPEC §5, §7, §10), every one bounded by `--timeout`, and
-//! `parallel`, which runs them on a bounded number of threads.
+//! The real `Transport`: HTTP requests to other processes with ureq (SPEC §5, §7, §10), every
+//! one bounded by `--timeout`, run on at most `--check_threads` threads by `parallel`.
 
-use std::fmt;
+use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::nodes::Node;
+use crate::transport::{PeerError, PeerList, Transport};
 
-/// A peer's `/nodes/` answer over this size is dropped.
+/// A peer's `/nodes/` answer over this size is dropped (SPEC §10), in bytes.
 pub const MAX_LIST_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Most bytes in the status line and headers of a peer's answer (bodies are not bounded by
 /// this; they stream through).
 const ANSWER_HEAD_BYTES: usize = 16 * 1024;
 
-/// Stack size of the threads that make peer requests.
+/// Stack size of the threads that make peer requests, in bytes.
 const CHECK_STACK_BYTES: usize = 256 * 1024;
-
-/// Why a request to a peer failed.
-#[derive(Debug)]
-pub enum PeerError {
-    /// No HTTP answer: refused, reset, timed out, unresolvable.
-    Unreachable(String),
-    /// An HTTP answer, but not the one asked for.
-    BadAnswer(String),
-}
-
-impl fmt::Display for PeerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PeerError::Unreachable(e) => write!(f, "unreachable: {e}"),
-            PeerError::BadAnswer(e) => write!(f, "bad answer: {e}"),
-        }
-    }
-}
-
-/// What a peer's `GET /nodes/` answered.
-#[derive(Debug, Default)]
-pub struct PeerList {
-    pub nodes: Vec<Node>,
-    /// Entries that were not valid nodes, skipped.
-    pub invalid: usize,
-}
 
 /// The HTTP client for peers: one agent, cheap to clone, every call bounded by the timeout.
 #[derive(Clone)]
 pub struct Peers {
     agent: ureq::Agent,
+    /// Most requests in flight at once in `each` (`--check_threads`).
+    threads: usize,
 }
 
 impl Peers {
-    pub fn new(timeout: Duration) -> Peers {
+    /// A client whose every request (connect, send, answer) ends within `timeout`, running at
+    /// most `threads` requests at once.
+    pub fn new(timeout: Duration, threads: usize) -> Peers {
         let config = ureq::Agent::config_builder()
             // Connect, send and receive, all within one budget.
             .timeout_global(Some(timeout))
@@ -77,72 +54,101 @@ impl Peers {
             .build();
         Peers {
             agent: config.into(),
+            threads,
         }
     }
+}
 
-    /// `GET /`: online when it answers anything (the seed's liveness check).
-    pub fn probe(&self, node: &Node) -> Result<(), PeerError> {
+impl Transport for Peers {
+    fn probe(&self, node: &Node) -> Result<(), PeerError> {
         self.agent
             .get(node.url("/"))
             .call()
             .map(drop)
-            .map_err(unreachable)
+            .map_err(cause)
     }
 
-    /// `POST /` with our own node: announces us and checks the peer in one request.
-    /// Online when it answers anything.
-    pub fn announce(&self, node: &Node, me: &[u8]) -> Result<(), PeerError> {
+    fn announce(&self, node: &Node, me: &Node) -> Result<(), PeerError> {
         self.agent
             .post(node.url("/"))
             .header("Content-Type", "application/json")
-            .send(me)
+            .send(&json(me)[..])
             .map(drop)
-            .map_err(unreachable)
+            .map_err(cause)
     }
 
-    /// `GET /nodes/`: the peer's list, at most `MAX_LIST_BYTES`, invalid entries skipped.
-    pub fn fetch_nodes(&self, node: &Node) -> Result<PeerList, PeerError> {
-        let mut response = self
-            .agent
-            .get(node.url("/nodes/"))
-            .call()
-            .map_err(unreachable)?;
-        let status = response.status();
+    fn fetch_nodes(&self, node: &Node, me: Option<&Node>) -> Result<PeerList, PeerError> {
+        let request = self.agent.get(node.url("/nodes/"));
+        let mut response = match me {
+            // The original's later version registers a node that sends itself as the body
+            // of `GET /nodes/`, and answers 415 to a `GET /nodes/` without one (SPEC §2).
+            Some(me) => request
+                .header("Content-Type", "application/json")
+                .force_send_body()
+                .send(&json(me)[..]),
+            None => request.call(),
+        }
+        .map_err(cause)?;
+        let status = response.status().as_u16();
         if status != 200 {
-            return Err(PeerError::BadAnswer(format!(
-                "GET /nodes/ answered {status}"
-            )));
+            return Err(PeerError::Status(status));
         }
         let body = response
             .body_mut()
             .with_config()
             .limit(MAX_LIST_BYTES)
             .read_to_vec()
-            .map_err(|e| match e {
-                ureq::Error::BodyExceedsLimit(_) => PeerError::BadAnswer(format!(
-                    "list over {} MiB dropped",
-                    MAX_LIST_BYTES / 1024 / 1024
-                )),
-                e => unreachable(e),
-            })?;
-        let entries = match serde_json::from_slice::<Value>(&body) {
-            Ok(Value::Array(entries)) => entries,
-            Ok(_) => return Err(PeerError::BadAnswer("list is not a JSON array".into())),
-            Err(e) => return Err(PeerError::BadAnswer(format!("list is not JSON: {e}"))),
-        };
-        let mut list = PeerList::default();
-        for entry in &entries {
-            match Node::from_value(entry) {
-                Ok(node) => list.nodes.push(node),
-                Err(_) => list.invalid += 1,
-            }
-        }
-        Ok(list)
+            .map_err(cause)?;
+        parse_list(&body)
+    }
+
+    fn each(&self, n: usize, work: &(dyn Fn(usize) + Sync)) {
+        let items: Vec<usize> = (0..n).collect();
+        parallel(&items, self.threads, |&i| work(i));
     }
 }
 
-fn unreachable(e: ureq::Error) -> PeerError {
-    PeerError::Unreachable(e.to_string())
+/// A node as the JSON body of a request.
+fn json(node: &Node) -> Vec<u8> {
+    // Serializing our own type to memory cannot fail.
+    serde_json::to_vec(node).unwrap_or_default()
+}
+
+/// Reads a `GET /nodes/` answer: a JSON array whose invalid entries are skipped.
+fn parse_list(body: &[u8]) -> Result<PeerList, PeerError> {
+    let entries = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Array(entries)) => entries,
+        Ok(_) => return Err(PeerError::NotAList("not a JSON array".into())),
+        Err(e) => return Err(PeerError::NotAList(format!("not JSON ({e})"))),
+    };
+    let mut list = PeerList::default();
+    for entry in &entries {
+        match Node::from_value(entry) {
+            Ok(node) => list.nodes.push(node),
+            Err(_) => list.invalid += 1,
+        }
+    }
+    Ok(list)
+}
+
+/// The cause of a failed request, from ureq's error.
+fn cause(e: ureq::Error) -> PeerError {
+    match e {
+        ureq::Error::Timeout(_) => PeerError::Timeout,
+        ureq::Error::HostNotFound => PeerError::HostNotFound,
+        ureq::Error::BodyExceedsLimit(_) => PeerError::TooLarge,
+        ureq::Error::Protocol(e) => PeerError::Protocol(e.to_string()),
+        ureq::Error::Io(e) => match e.kind() {
+            io::ErrorKind::ConnectionRefused => PeerError::Refused,
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => PeerError::Timeout,
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof => PeerError::Reset,
+            _ => PeerError::Network(e.to_string()),
+        },
+        other => PeerError::Network(other.to_string()),
+    }
 }
 
 /// Runs `f` on every item with at most `threads` threads at once, and returns the results in
@@ -247,21 +253,26 @@ mod tests {
     #[test]
     fn lists_far_larger_than_the_input_buffer_stream_through() {
         let nodes: Vec<String> = (1..=5000)
-            .map(|p| format!(r#"{{"ip_address":"10.0.0.1","port":{p}}}"#))
+            .map(|p| format!(r#"{{"ip_address":"127.0.0.9","port":{p}}}"#))
             .collect();
         let body = format!("[{}]", nodes.join(","));
         assert!(body.len() > 10 * ANSWER_HEAD_BYTES);
         // A head of a few KiB (long headers from another implementation) fits too.
         let head = format!("X-Padding: {}\r\n", "x".repeat(4000));
-        let peers = Peers::new(Duration::from_secs(5));
-        let list = peers.fetch_nodes(&serve_once(head, body)).unwrap();
+        let peers = Peers::new(Duration::from_secs(5), 4);
+        let list = peers.fetch_nodes(&serve_once(head, body), None).unwrap();
         assert_eq!(list.nodes.len(), 5000);
         assert_eq!(list.nodes[4999].port, 5000);
 
         // The bound on heads is explicit: a bigger one is no answer.
         let head = format!("X-Padding: {}\r\n", "x".repeat(ANSWER_HEAD_BYTES));
         let err = peers.probe(&serve_once(head, String::new())).unwrap_err();
-        assert!(matches!(err, PeerError::Unreachable(_)), "{err}");
+        // ureq waits for the rest of a head that cannot fit its buffer, and so sees the
+        // peer close before a whole answer.
+        assert!(
+            matches!(err, PeerError::Reset | PeerError::Protocol(_)),
+            "{err}"
+        );
     }
 
     #[test]

@@ -12,7 +12,8 @@ use crate::config::Settings;
 use crate::logging::rfc3339;
 use crate::nodes::Node;
 use crate::stats::Stats;
-use crate::store::{Store, StoreStats};
+use crate::store::{PersistError, Snapshot, StoreStats};
+use crate::transport::PeerError;
 
 /// The Content-Type of `/metrics`.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -41,7 +42,10 @@ pub struct Load {
 pub struct Facts<'a> {
     pub profile: &'a Profile,
     pub stats: &'a Stats,
-    pub store: &'a Store,
+    /// The committed list.
+    pub snapshot: &'a Snapshot,
+    /// What the store's committer has done.
+    pub disk: &'a StoreStats,
     pub load: Load,
 }
 
@@ -96,10 +100,10 @@ pub fn status<'a>(facts: &Facts<'a>) -> Status<'a> {
     let Facts {
         profile,
         stats,
-        store,
+        snapshot,
+        disk,
         load,
     } = facts;
-    let disk: &StoreStats = store.stats();
     let last_round = stats.last_round().map(|round| LastRound {
         ended: rfc3339(round.ended),
         ended_unix: round
@@ -120,7 +124,7 @@ pub fn status<'a>(facts: &Facts<'a>) -> Status<'a> {
         node: &profile.node,
         version: profile.version,
         uptime_seconds: stats.started.elapsed().as_secs(),
-        known: store.snapshot().nodes.len(),
+        known: snapshot.nodes.len(),
         last_round,
         rounds: read(&stats.rounds),
         totals: Totals {
@@ -130,7 +134,7 @@ pub fn status<'a>(facts: &Facts<'a>) -> Status<'a> {
             learned: read(&stats.learned),
             changes: read(&disk.changes),
             disk_writes: read(&disk.writes),
-            disk_write_failures: read(&disk.write_failures),
+            disk_write_failures: disk.write_failures.iter().map(read).sum(),
         },
         connections: load.connections,
         settings: &profile.settings,
@@ -188,10 +192,10 @@ pub fn metrics(facts: &Facts<'_>) -> String {
     let Facts {
         profile,
         stats,
-        store,
+        snapshot,
+        disk,
         load,
     } = facts;
-    let disk = store.stats();
     let mut out = Exposition::default();
     out.family(
         "info",
@@ -213,7 +217,7 @@ pub fn metrics(facts: &Facts<'_>) -> String {
         "known_nodes",
         "gauge",
         "Nodes known right now.",
-        store.snapshot().nodes.len(),
+        snapshot.nodes.len(),
     );
     out.single(
         "max_nodes",
@@ -268,6 +272,20 @@ pub fn metrics(facts: &Facts<'_>) -> String {
         &[("result", "failed")],
         read(&stats.checks_failed),
     );
+    let family = out.family(
+        "check_failures_total",
+        "counter",
+        "Failed liveness checks and peer requests of update rounds, by cause.",
+    );
+    for (cause, counter) in PeerError::CAUSES.iter().zip(&stats.check_failures) {
+        family.sample("check_failures_total", &[("cause", cause)], read(counter));
+    }
+    out.single(
+        "round_panics_total",
+        "counter",
+        "Update rounds that panicked (logged; the update thread carried on).",
+        read(&stats.round_panics),
+    );
     out.single(
         "nodes_removed_total",
         "counter",
@@ -292,12 +310,14 @@ pub fn metrics(facts: &Facts<'_>) -> String {
         "Writes of the nodes file (each may hold many changes).",
         read(&disk.writes),
     );
-    out.single(
+    let family = out.family(
         "persist_failures_total",
         "counter",
-        "Writes of the nodes file that failed; their changes were refused.",
-        read(&disk.write_failures),
+        "Writes of the nodes file that failed, by cause; their changes were refused.",
     );
+    for (cause, counter) in PersistError::CAUSES.iter().zip(&disk.write_failures) {
+        family.sample("persist_failures_total", &[("cause", cause)], read(counter));
+    }
     out.single(
         "open_connections",
         "gauge",

@@ -1,6 +1,7 @@
 //! The HTTP server: tiny_http's connection threads read each request whole; `--workers`
-//! threads take them from its queue, turn each into a `routes::Request`, and hand back the
-//! answer. A change is answered from the committer thread once it is on disk.
+//! threads take them from its queue, turn each into a `routes::Request`, ask `routes` for the
+//! decision, and do what it says: answer, commit a change first (answered from the committer
+//! thread once it is on disk), or render a report from the live counters.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::panic::{self, AssertUnwindSafe};
@@ -11,9 +12,20 @@ use std::time::{Duration, Instant};
 use tiny_http::{Header, StatusCode};
 
 use crate::error::Error;
-use crate::report::Load;
-use crate::routes::{self, Api, Body, Reply, Response};
+use crate::report::{self, Facts, Load, Profile};
+use crate::response::{Payload, Response};
+use crate::routes::{self, ApiConfig, Body, Label, Reply, Report};
 use crate::stats::Stats;
+use crate::store::Store;
+
+/// What the server answers from.
+pub struct Api {
+    pub config: ApiConfig,
+    pub store: Arc<Store>,
+    /// Who this process is, for `/status` and `/metrics`.
+    pub profile: Profile,
+    pub stats: Arc<Stats>,
+}
 
 /// How the server runs.
 #[derive(Debug, Clone)]
@@ -101,12 +113,12 @@ impl Server {
     }
 }
 
-/// Answers one request. A panic in the routes answers 500; the worker lives on.
+/// Answers one request. A panic while deciding answers 500; the worker lives on.
 fn serve(mut request: tiny_http::Request, api: &Api, load: Load) {
     let mut body = Vec::new();
     // The body is already in memory: reading it cannot fail.
     let _ = request.as_reader().read_to_end(&mut body);
-    let reply = panic::catch_unwind(AssertUnwindSafe(|| {
+    let decision = panic::catch_unwind(AssertUnwindSafe(|| {
         let plain = routes::Request {
             method: request.method().as_str(),
             target: request.url(),
@@ -119,22 +131,61 @@ fn serve(mut request: tiny_http::Request, api: &Api, load: Load) {
                 .remote_addr()
                 .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip()),
             authorization: header(&request, "Authorization"),
-            load,
         };
-        routes::handle(api, &plain)
+        let decision = routes::handle(
+            &api.config,
+            &api.store.snapshot(),
+            &plain,
+            &mut fastrand::Rng::new(),
+        );
+        let report = match decision.reply {
+            Reply::Report(report) => Some(render(api, report, load)),
+            _ => None,
+        };
+        (decision, report)
     }));
     let stats = Arc::clone(&api.stats);
-    match reply {
-        Ok(Reply::Now(response)) => send(request, response, &stats),
-        Ok(Reply::Commit { change, answer }) => api.store.submit(
+    let (decision, report) = match decision {
+        Ok(decided) => decided,
+        Err(_) => {
+            let label = Label::of(request.url());
+            let response = Response::error(500, "internal error; nothing was changed");
+            return send(request, label, response, &stats);
+        }
+    };
+    let label = decision.label;
+    match (decision.reply, report) {
+        (_, Some(response)) | (Reply::Now(response), None) => {
+            send(request, label, response, &stats);
+        }
+        (Reply::Commit { change, answer }, None) => api.store.submit(
             change,
-            Box::new(move |result| send(request, answer.finish(result), &stats)),
+            Box::new(move |result| {
+                let response = answer.finish(result, &mut fastrand::Rng::new());
+                send(request, label, response, &stats);
+            }),
         ),
-        Err(_) => send(
-            request,
-            Response::error(500, "internal error; nothing was changed"),
-            &stats,
-        ),
+        (Reply::Report(_), None) => unreachable!("every report is rendered above"),
+    }
+}
+
+/// The `/status` or `/metrics` answer, from the live counters.
+fn render(api: &Api, report: Report, load: Load) -> Response {
+    let snapshot = api.store.snapshot();
+    let facts = Facts {
+        profile: &api.profile,
+        stats: &api.stats,
+        snapshot: &snapshot,
+        disk: api.store.stats(),
+        load,
+    };
+    match report {
+        Report::Status => Response::json(200, &report::status(&facts)),
+        Report::Metrics => Response {
+            content_type: Some(report::METRICS_CONTENT_TYPE),
+            body: Payload::Owned(report::metrics(&facts).into_bytes()),
+            ..Response::empty(200)
+        },
     }
 }
 
@@ -149,11 +200,9 @@ fn header<'r>(request: &'r tiny_http::Request, name: &'static str) -> Option<&'r
 /// Counts the answer, turns it into tiny_http's response and hands it to the connection
 /// thread. The body is handed over as it is, not copied: for `GET /nodes/` it is the
 /// committed list's JSON, shared by every answer until the list changes.
-fn send(request: tiny_http::Request, response: Response, stats: &Stats) {
+fn send(request: tiny_http::Request, label: Label, response: Response, stats: &Stats) {
     let method = request.method().as_str();
-    stats
-        .requests
-        .count(routes::route_label(request.url()), method, response.status);
+    stats.requests.count(label, method, response.status);
     log::debug!(
         "{method} {} from {} -> {}",
         request.url(),
@@ -173,6 +222,12 @@ fn send(request: tiny_http::Request, response: Response, stats: &Stats) {
     }
     if let Some(allow) = response.allow {
         answer.add_header(fixed_header("Allow", allow));
+    }
+    if let Some(header) = response
+        .retry_after
+        .and_then(|seconds| Header::from_bytes("Retry-After", seconds.to_string()).ok())
+    {
+        answer.add_header(header);
     }
     // An error means the client has gone: nothing left to do.
     let _ = request.respond(answer);

@@ -6,6 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::routes::Label;
+use crate::transport::PeerError;
+
 /// One update round's summary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Round {
@@ -21,6 +24,8 @@ pub struct Round {
     pub learned: usize,
     /// Nodes known at the end of the round.
     pub known: usize,
+    /// Failed checks by cause, indexed as `PeerError::CAUSES`.
+    pub failures: [usize; PeerError::CAUSES.len()],
 }
 
 impl Default for Round {
@@ -33,24 +38,17 @@ impl Default for Round {
             removed: 0,
             learned: 0,
             known: 0,
+            failures: [0; PeerError::CAUSES.len()],
         }
     }
 }
 
-/// The route labels requests are counted under.
-pub const ROUTES: [&str; 7] = [
-    "/",
-    "/nodes/",
-    "/nodes/random/",
-    "/nodes/<i>/",
-    "/status",
-    "/metrics",
-    "other",
-];
 /// The methods requests are counted under.
 pub const METHODS: [&str; 5] = ["GET", "HEAD", "POST", "DELETE", "other"];
 /// The statuses requests are counted under; anything else counts as `other`.
-pub const STATUSES: [u16; 9] = [200, 400, 403, 404, 405, 413, 500, 503, 507];
+pub const STATUSES: [u16; 17] = [
+    200, 400, 403, 404, 405, 408, 413, 417, 429, 431, 500, 501, 502, 503, 504, 505, 507,
+];
 
 /// Status cells: one per entry of `STATUSES`, and `other`.
 const STATUS_CELLS: usize = STATUSES.len() + 1;
@@ -63,7 +61,7 @@ pub struct RequestCounts {
 
 impl Default for RequestCounts {
     fn default() -> Self {
-        let cells = ROUTES.len() * METHODS.len() * STATUS_CELLS;
+        let cells = Label::ALL.len() * METHODS.len() * STATUS_CELLS;
         RequestCounts {
             counts: (0..cells).map(|_| AtomicU64::new(0)).collect(),
         }
@@ -71,10 +69,13 @@ impl Default for RequestCounts {
 }
 
 impl RequestCounts {
-    /// Counts one answered request. `route` is one of `ROUTES`.
-    pub fn count(&self, route: &str, method: &str, status: u16) {
-        let r = index(&ROUTES, route);
-        let m = index(&METHODS, method);
+    /// Counts one answered request.
+    pub fn count(&self, label: Label, method: &str, status: u16) {
+        let r = label as usize;
+        let m = METHODS
+            .iter()
+            .position(|n| *n == method)
+            .unwrap_or(METHODS.len() - 1);
         let s = STATUSES
             .iter()
             .position(|s| *s == status)
@@ -86,28 +87,20 @@ impl RequestCounts {
     /// Every (route, method, status, count) with a count above zero.
     pub fn nonzero(&self) -> Vec<(&'static str, &'static str, String, u64)> {
         let mut out = Vec::new();
-        for (r, route) in ROUTES.iter().enumerate() {
+        for (r, route) in Label::ALL.iter().map(|l| l.as_str()).enumerate() {
             for (m, method) in METHODS.iter().enumerate() {
                 for s in 0..STATUS_CELLS {
                     let cell = (r * METHODS.len() + m) * STATUS_CELLS + s;
                     let n = self.counts[cell].load(Ordering::Relaxed);
                     if n > 0 {
                         let status = STATUSES.get(s).map_or("other".into(), u16::to_string);
-                        out.push((*route, *method, status, n));
+                        out.push((route, *method, status, n));
                     }
                 }
             }
         }
         out
     }
-}
-
-/// The position of `name` in `names`, or of the last entry (`other`).
-fn index(names: &[&str], name: &str) -> usize {
-    names
-        .iter()
-        .position(|n| *n == name)
-        .unwrap_or(names.len() - 1)
 }
 
 /// Running totals since start.
@@ -120,6 +113,10 @@ pub struct Stats {
     pub round_micros: AtomicU64,
     pub checks_ok: AtomicU64,
     pub checks_failed: AtomicU64,
+    /// Failed checks by cause, indexed as `PeerError::CAUSES`.
+    pub check_failures: [AtomicU64; PeerError::CAUSES.len()],
+    /// Update rounds that panicked; the update thread logged each and carried on.
+    pub round_panics: AtomicU64,
     pub removed: AtomicU64,
     pub learned: AtomicU64,
     pub requests: RequestCounts,
@@ -134,6 +131,8 @@ impl Default for Stats {
             round_micros: AtomicU64::new(0),
             checks_ok: AtomicU64::new(0),
             checks_failed: AtomicU64::new(0),
+            check_failures: Default::default(),
+            round_panics: AtomicU64::new(0),
             removed: AtomicU64::new(0),
             learned: AtomicU64::new(0),
             requests: RequestCounts::default(),
@@ -149,6 +148,9 @@ impl Stats {
         add(&self.removed, round.removed as u64);
         add(&self.learned, round.learned as u64);
         add(&self.round_micros, round.duration.as_micros() as u64);
+        for (counter, n) in self.check_failures.iter().zip(round.failures) {
+            add(counter, n as u64);
+        }
         *self
             .last_round
             .lock()
@@ -172,10 +174,10 @@ mod tests {
     #[test]
     fn requests_are_counted_by_route_method_and_status() {
         let counts = RequestCounts::default();
-        counts.count("/nodes/", "GET", 200);
-        counts.count("/nodes/", "GET", 200);
-        counts.count("/", "POST", 400);
-        counts.count("/weird", "PATCH", 418);
+        counts.count(Label::Nodes, "GET", 200);
+        counts.count(Label::Nodes, "GET", 200);
+        counts.count(Label::Root, "POST", 400);
+        counts.count(Label::Other, "PATCH", 418);
         assert_eq!(
             counts.nonzero(),
             vec![

@@ -6,13 +6,15 @@
 //! list and calls each change's completion. Readers therefore only ever see what is on disk, a
 //! failed write leaves the list as it was, and no worker thread waits on the disk.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
+use std::fmt;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Write};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
 use std::thread;
 
 use serde_json::Value;
@@ -26,18 +28,29 @@ pub const LOCK_FILE: &str = "seedmesh.lock";
 /// Most changes written in one disk write.
 const MAX_BATCH: usize = 4096;
 
-/// The committed list: what is on disk, with its JSON text ready to serve.
-#[derive(Debug)]
+/// The committed list: what is on disk. Shared by every reader until the next change.
+#[derive(Debug, Default)]
 pub struct Snapshot {
     pub nodes: NodeSet,
-    /// `nodes` as the JSON array `GET /nodes/` answers and the file holds.
-    pub json: Vec<u8>,
+    /// `nodes` as the JSON array `GET /nodes/` answers and the file holds, made on first use.
+    json: OnceLock<Vec<u8>>,
 }
 
 impl Snapshot {
-    fn new(nodes: NodeSet) -> Snapshot {
-        let json = serde_json::to_vec(nodes.as_slice()).unwrap_or_else(|_| b"[]".to_vec());
-        Snapshot { nodes, json }
+    /// A snapshot of `nodes`.
+    pub fn new(nodes: NodeSet) -> Snapshot {
+        Snapshot {
+            nodes,
+            json: OnceLock::new(),
+        }
+    }
+
+    /// The list as a JSON array, serialized once per snapshot (on first use).
+    pub fn json(&self) -> &[u8] {
+        self.json.get_or_init(|| {
+            // Serializing our own types to memory cannot fail.
+            serde_json::to_vec(self.nodes.as_slice()).unwrap_or_else(|_| b"[]".to_vec())
+        })
     }
 }
 
@@ -91,23 +104,69 @@ pub struct Committed {
     pub snapshot: Arc<Snapshot>,
 }
 
-/// A write of the nodes file failed; nothing changed, in memory or on disk.
-#[derive(Debug, Clone)]
-pub struct PersistError(pub Arc<String>);
+/// A change could not be made durable; nothing changed, in memory or on disk. Each variant
+/// but `Stopped` carries the whole message: the file and the system's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PersistError {
+    /// No space left on the device, or the quota is used up.
+    DiskFull(String),
+    /// The process may not write the directory or its files (permissions, read-only mount).
+    Denied(String),
+    /// Any other I/O error while writing.
+    Io(String),
+    /// The committer thread has stopped: the process is stopping.
+    Stopped,
+}
 
-impl std::fmt::Display for PersistError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+impl PersistError {
+    /// Every cause label, in the order `/metrics` lists them.
+    pub const CAUSES: [&'static str; 4] = ["disk_full", "denied", "io", "stopped"];
+
+    /// The position of this cause in `CAUSES`.
+    pub fn cause_index(&self) -> usize {
+        match self {
+            PersistError::DiskFull(_) => 0,
+            PersistError::Denied(_) => 1,
+            PersistError::Io(_) => 2,
+            PersistError::Stopped => 3,
+        }
+    }
+
+    /// Classifies a failed write of `path`.
+    fn of(path: &Path, e: &io::Error) -> PersistError {
+        let message = format!("could not save {}: {e}", path.display());
+        match e.kind() {
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+                PersistError::DiskFull(message)
+            }
+            io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+                PersistError::Denied(message)
+            }
+            _ => PersistError::Io(message),
+        }
     }
 }
+
+impl fmt::Display for PersistError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PersistError::DiskFull(message)
+            | PersistError::Denied(message)
+            | PersistError::Io(message) => f.write_str(message),
+            PersistError::Stopped => f.write_str("the process is stopping"),
+        }
+    }
+}
+
+impl std::error::Error for PersistError {}
 
 /// What the committer has done since start. Counters only grow.
 #[derive(Debug, Default)]
 pub struct StoreStats {
     /// Writes of the nodes file that reached the disk.
     pub writes: AtomicU64,
-    /// Writes that failed; the changes in them were refused.
-    pub write_failures: AtomicU64,
+    /// Writes that failed, by `PersistError::CAUSES`; the changes in them were refused.
+    pub write_failures: [AtomicU64; PersistError::CAUSES.len()],
     /// Changes applied and committed (each answered 200 by the API).
     pub changes: AtomicU64,
 }
@@ -167,8 +226,10 @@ impl Store {
             path: path.clone(),
             temp: dir.join(format!("{file_name}.tmp")),
             dir,
-            max_nodes,
-            own: own.into_iter().collect(),
+            rules: Rules {
+                max_nodes,
+                own: own.into_iter().collect(),
+            },
         };
         thread::Builder::new()
             .name("committer".into())
@@ -206,9 +267,7 @@ impl Store {
     pub fn submit(&self, change: Change, done: Completion) {
         if let Err(mpsc::SendError(job)) = self.jobs.send(Job { change, done }) {
             // The committer is gone (it only stops when the store is dropped).
-            (job.done)(Err(PersistError(Arc::new(
-                "the committer thread has stopped".into(),
-            ))));
+            (job.done)(Err(PersistError::Stopped));
         }
     }
 
@@ -221,11 +280,7 @@ impl Store {
                 let _ = tx.send(result);
             }),
         );
-        rx.recv().unwrap_or_else(|_| {
-            Err(PersistError(Arc::new(
-                "the committer thread has stopped".into(),
-            )))
-        })
+        rx.recv().unwrap_or(Err(PersistError::Stopped))
     }
 
     /// Returns once every change submitted before the call is committed (or failed).
@@ -318,6 +373,66 @@ pub fn load(path: &Path, max_nodes: usize, own: &[Node]) -> Result<(NodeSet, Vec
     Ok((nodes, warnings))
 }
 
+/// What a change may do: the cap and this process's own identities.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    /// `--max_nodes`.
+    pub max_nodes: usize,
+    /// Identities of this process, never added.
+    pub own: HashSet<Node>,
+}
+
+impl Rules {
+    /// Applies one change to `nodes` and says what it did. Pure: the committer applies it to
+    /// a copy of the committed list (cloned on the first change of a batch, never for a
+    /// change that changes nothing), the simulator to its in-memory nodes.
+    pub fn apply(&self, nodes: &mut Cow<'_, NodeSet>, change: &Change) -> Outcome {
+        match change {
+            Change::Add(node) => {
+                if self.own.contains(node) {
+                    Outcome::IsSelf
+                } else if nodes.contains(node) {
+                    Outcome::AlreadyKnown
+                } else if nodes.len() >= self.max_nodes {
+                    Outcome::Full
+                } else {
+                    nodes.to_mut().insert(node.clone());
+                    Outcome::Added
+                }
+            }
+            Change::Remove(node) => {
+                if nodes.contains(node) {
+                    nodes.to_mut().remove_all(&HashSet::from([node.clone()]));
+                    Outcome::Removed
+                } else {
+                    Outcome::NotKnown
+                }
+            }
+            Change::Learn(learned) => {
+                let mut added = 0;
+                for node in learned {
+                    if nodes.len() >= self.max_nodes {
+                        break;
+                    }
+                    if !nodes.contains(node) && !self.own.contains(node) {
+                        nodes.to_mut().insert(node.clone());
+                        added += 1;
+                    }
+                }
+                Outcome::Learned(added)
+            }
+            Change::Forget(gone) => {
+                let gone: HashSet<Node> =
+                    gone.iter().filter(|n| nodes.contains(n)).cloned().collect();
+                if gone.is_empty() {
+                    return Outcome::Forgot(0);
+                }
+                Outcome::Forgot(nodes.to_mut().remove_all(&gone))
+            }
+        }
+    }
+}
+
 /// The committer thread's state.
 struct Committer {
     current: Arc<Mutex<Arc<Snapshot>>>,
@@ -325,8 +440,7 @@ struct Committer {
     path: PathBuf,
     temp: PathBuf,
     dir: PathBuf,
-    max_nodes: usize,
-    own: HashSet<Node>,
+    rules: Rules,
 }
 
 impl Committer {
@@ -347,16 +461,16 @@ impl Committer {
     /// Applies a batch in order, writes the result once, then completes every job.
     fn commit(&self, batch: Vec<Job>) {
         let base = Arc::clone(&self.current.lock().unwrap_or_else(PoisonError::into_inner));
-        let mut working: Option<NodeSet> = None;
+        let mut nodes = Cow::Borrowed(&base.nodes);
         let outcomes: Vec<Outcome> = batch
             .iter()
-            .map(|job| self.apply(&base.nodes, &mut working, &job.change))
+            .map(|job| self.rules.apply(&mut nodes, &job.change))
             .collect();
-        let result = match working {
-            None => Ok(base),
-            Some(nodes) => {
+        let result = match nodes {
+            Cow::Borrowed(_) => Ok(Arc::clone(&base)),
+            Cow::Owned(nodes) => {
                 let snapshot = Snapshot::new(nodes);
-                match self.write(&snapshot.json) {
+                match self.write(snapshot.json()) {
                     Ok(()) => {
                         self.stats.writes.fetch_add(1, Ordering::Relaxed);
                         let snapshot = Arc::new(snapshot);
@@ -365,10 +479,11 @@ impl Committer {
                         Ok(snapshot)
                     }
                     Err(e) => {
-                        self.stats.write_failures.fetch_add(1, Ordering::Relaxed);
-                        let message = format!("could not save {}: {e}", self.path.display());
-                        log::error!("{message}; the list is unchanged");
-                        Err(PersistError(Arc::new(message)))
+                        let error = PersistError::of(&self.path, &e);
+                        self.stats.write_failures[error.cause_index()]
+                            .fetch_add(1, Ordering::Relaxed);
+                        log::error!("{error}; the list is unchanged");
+                        Err(error)
                     }
                 }
             }
@@ -385,69 +500,6 @@ impl Committer {
                 .map(|snapshot| Committed { outcome, snapshot });
             // A completion that panics must not take the committer down with it.
             let _ = panic::catch_unwind(AssertUnwindSafe(|| (job.done)(committed)));
-        }
-    }
-
-    /// Applies one change to the working copy, cloning the committed list on first change.
-    fn apply(&self, base: &NodeSet, working: &mut Option<NodeSet>, change: &Change) -> Outcome {
-        let known = working.as_ref().unwrap_or(base);
-        match change {
-            Change::Add(node) => {
-                if self.own.contains(node) {
-                    Outcome::IsSelf
-                } else if known.contains(node) {
-                    Outcome::AlreadyKnown
-                } else if known.len() >= self.max_nodes {
-                    Outcome::Full
-                } else {
-                    working
-                        .get_or_insert_with(|| base.clone())
-                        .insert(node.clone());
-                    Outcome::Added
-                }
-            }
-            Change::Remove(node) => {
-                if known.contains(node) {
-                    let gone = HashSet::from([node.clone()]);
-                    working
-                        .get_or_insert_with(|| base.clone())
-                        .remove_all(&gone);
-                    Outcome::Removed
-                } else {
-                    Outcome::NotKnown
-                }
-            }
-            Change::Learn(nodes) => {
-                let mut added = 0;
-                for node in nodes {
-                    let known = working.as_ref().unwrap_or(base);
-                    if known.len() >= self.max_nodes {
-                        break;
-                    }
-                    if !known.contains(node) && !self.own.contains(node) {
-                        working
-                            .get_or_insert_with(|| base.clone())
-                            .insert(node.clone());
-                        added += 1;
-                    }
-                }
-                Outcome::Learned(added)
-            }
-            Change::Forget(nodes) => {
-                let gone: HashSet<Node> = nodes
-                    .iter()
-                    .filter(|n| known.contains(n))
-                    .cloned()
-                    .collect();
-                if gone.is_empty() {
-                    return Outcome::Forgot(0);
-                }
-                Outcome::Forgot(
-                    working
-                        .get_or_insert_with(|| base.clone())
-                        .remove_all(&gone),
-                )
-            }
         }
     }
 

@@ -316,7 +316,16 @@ fn logs_are_one_timestamped_line_per_event_at_the_chosen_level() {
         "{normal_log}"
     );
     assert!(normal_log.contains(" INFO  node 0.1.0 listening on"));
-    assert!(normal_log.contains(&format!(" WARN  seed {seed}: unreachable")));
+    assert!(
+        normal_log.contains(&format!(
+            " WARN  seed {seed} is down (registering: connection refused)"
+        )),
+        "{normal_log}"
+    );
+    // One line per cycle while the seed is down, not one per request to it.
+    let rounds = normal_log.matches("round:").count();
+    let down = normal_log.matches(&format!("seed {seed} is down")).count();
+    assert!(down <= rounds + 1, "{down} lines in {rounds} rounds");
     assert!(
         !normal_log.contains("GET /nodes/"),
         "no line per request at the default level"

@@ -1,0 +1,582 @@
+//! The API decided without a socket, a disk or a clock: a snapshot in memory, changes
+//! applied with the store's own pure `Rules::apply`.
+
+use super::*;
+use crate::response::JSON;
+use crate::store::Rules;
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::net::Ipv4Addr;
+
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const REMOTE: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+
+/// An API over a list in memory, committing changes as the store would.
+struct Fixture {
+    config: ApiConfig,
+    rules: Rules,
+    snapshot: RefCell<Arc<Snapshot>>,
+    /// When set, every commit fails as a full disk would.
+    disk_full: Cell<bool>,
+    rng: RefCell<fastrand::Rng>,
+}
+
+fn fixture(max_nodes: usize, config: ApiConfig) -> Fixture {
+    Fixture {
+        config,
+        rules: Rules {
+            max_nodes,
+            own: [Node::new("127.0.0.1", 42020).unwrap()]
+                .into_iter()
+                .collect(),
+        },
+        snapshot: RefCell::new(Arc::new(Snapshot::default())),
+        disk_full: Cell::new(false),
+        rng: RefCell::new(fastrand::Rng::with_seed(7)),
+    }
+}
+
+fn config() -> ApiConfig {
+    ApiConfig {
+        list_limit: 1000,
+        verify_source: false,
+        admin_token: Some("s3cret-s3cret-s3cret".into()),
+    }
+}
+
+impl Fixture {
+    fn decide(&self, request: &Request<'_>) -> Decision {
+        let snapshot = Arc::clone(&self.snapshot.borrow());
+        handle(&self.config, &snapshot, request, &mut self.rng.borrow_mut())
+    }
+
+    /// Commits `change` as the store's committer would: applied to a copy, published whole.
+    fn commit(&self, change: Change) -> Result<Committed, PersistError> {
+        if self.disk_full.get() {
+            return Err(PersistError::DiskFull(
+                "could not save nodes.json: No space left on device".into(),
+            ));
+        }
+        let base = Arc::clone(&self.snapshot.borrow());
+        let mut nodes = Cow::Borrowed(&base.nodes);
+        let outcome = self.rules.apply(&mut nodes, &change);
+        let snapshot = match nodes {
+            Cow::Borrowed(_) => base.clone(),
+            Cow::Owned(nodes) => Arc::new(Snapshot::new(nodes)),
+        };
+        *self.snapshot.borrow_mut() = Arc::clone(&snapshot);
+        Ok(Committed { outcome, snapshot })
+    }
+}
+
+/// Sends a request through `handle`, committing any change as the server would.
+fn call(
+    f: &Fixture,
+    method: &str,
+    target: &str,
+    body: &str,
+    caller: IpAddr,
+    auth: Option<&str>,
+) -> Response {
+    let request = Request {
+        method,
+        target,
+        body: Body::Bytes(body.as_bytes()),
+        caller,
+        authorization: auth,
+    };
+    match f.decide(&request).reply {
+        Reply::Now(response) => response,
+        Reply::Commit { change, answer } => {
+            answer.finish(f.commit(change), &mut f.rng.borrow_mut())
+        }
+        Reply::Report(report) => panic!("{report:?} is rendered by the server"),
+    }
+}
+
+fn get(f: &Fixture, target: &str) -> Response {
+    call(f, "GET", target, "", LOCAL, None)
+}
+
+fn text(response: &Response) -> String {
+    String::from_utf8(response.body.as_ref().to_vec()).unwrap()
+}
+
+fn json(response: &Response) -> serde_json::Value {
+    assert_eq!(response.content_type, Some(JSON), "{}", text(response));
+    serde_json::from_slice(response.body.as_ref()).unwrap()
+}
+
+fn error(response: &Response) -> String {
+    json(response)["error"].as_str().unwrap().to_owned()
+}
+
+fn node(port: u16) -> String {
+    format!(r#"{{"ip_address": "127.0.0.1", "port": {port}}}"#)
+}
+
+fn ports(response: &Response) -> Vec<u64> {
+    json(response)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["port"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn root_answers_online_with_an_empty_body() {
+    let f = fixture(10, config());
+    for method in ["GET", "HEAD"] {
+        let response = call(&f, method, "/", "", REMOTE, None);
+        assert_eq!(response.status, 200);
+        assert!(response.body.as_ref().is_empty());
+    }
+}
+
+#[test]
+fn registration_stores_the_canonical_node_and_lists_it() {
+    let f = fixture(10, config());
+    let response = call(
+        &f,
+        "POST",
+        "/",
+        r#"{"ip_address": "0:0:0:0:0:0:0:1", "port": 55000}"#,
+        REMOTE,
+        None,
+    );
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        json(&response),
+        serde_json::json!({"ip_address": "::1", "port": 55000})
+    );
+    assert_eq!(
+        text(&get(&f, "/nodes/")),
+        r#"[{"ip_address":"::1","port":55000}]"#
+    );
+    // Registering again changes nothing and needs no disk write.
+    let request = Request {
+        method: "POST",
+        target: "/",
+        body: Body::Bytes(br#"{"ip_address": "::1", "port": 55000}"#),
+        caller: REMOTE,
+        authorization: None,
+    };
+    assert!(matches!(f.decide(&request).reply, Reply::Now(r) if r.status == 200));
+}
+
+#[test]
+fn invalid_bodies_are_400_with_a_reason_and_change_nothing() {
+    let f = fixture(10, config());
+    call(&f, "POST", "/", &node(1), LOCAL, None);
+    let cases = [
+        ("", "not valid JSON"),
+        ("ip_address=127.0.0.1&port=5", "not valid JSON"),
+        ("[]", "got an array"),
+        (r#"{"ip_address": "127.0.0.1"}"#, "no \"port\""),
+        (
+            r#"{"ip_address": "127.0.0.1", "port": 5, "x": 1}"#,
+            "unknown key",
+        ),
+        (
+            r#"{"ip_address": "127.0.0.1", "port": "5"}"#,
+            "must be an integer",
+        ),
+        (
+            r#"{"ip_address": "127.0.0.1", "port": 70000}"#,
+            "out of range",
+        ),
+        (
+            r#"{"ip_address": "not an address", "port": 5}"#,
+            "not a valid address",
+        ),
+    ];
+    for (target, method) in [("/", "POST"), ("/nodes/", "POST"), ("/nodes/", "DELETE")] {
+        for (body, reason) in cases {
+            let response = call(&f, method, target, body, LOCAL, None);
+            assert_eq!(response.status, 400, "{method} {target} {body}");
+            assert!(
+                error(&response).contains(reason),
+                "{body}: {}",
+                error(&response)
+            );
+        }
+    }
+    assert_eq!(ports(&get(&f, "/nodes")), vec![1]);
+}
+
+#[test]
+fn verify_source_accepts_only_the_callers_own_address() {
+    let f = fixture(
+        10,
+        ApiConfig {
+            verify_source: true,
+            ..config()
+        },
+    );
+    let own = r#"{"ip_address": "192.0.2.7", "port": 5}"#;
+    assert_eq!(call(&f, "POST", "/", own, REMOTE, None).status, 200);
+    let other = call(
+        &f,
+        "POST",
+        "/",
+        r#"{"ip_address": "192.0.2.8", "port": 5}"#,
+        REMOTE,
+        None,
+    );
+    assert_eq!(other.status, 403);
+    assert!(
+        error(&other).contains("only your own address 192.0.2.7"),
+        "{}",
+        error(&other)
+    );
+    let name = call(
+        &f,
+        "POST",
+        "/",
+        r#"{"ip_address": "example.com", "port": 5}"#,
+        REMOTE,
+        None,
+    );
+    assert_eq!(name.status, 403);
+    let mapped = IpAddr::V6(Ipv4Addr::new(192, 0, 2, 7).to_ipv6_mapped());
+    assert_eq!(
+        call(
+            &f,
+            "POST",
+            "/",
+            r#"{"ip_address": "192.0.2.7", "port": 6}"#,
+            mapped,
+            None
+        )
+        .status,
+        200
+    );
+    assert_eq!(ports(&get(&f, "/nodes/")), vec![5, 6]);
+}
+
+#[test]
+fn the_list_is_oldest_first_and_sampled_beyond_the_limits() {
+    let f = fixture(
+        100,
+        ApiConfig {
+            list_limit: 4,
+            ..config()
+        },
+    );
+    for port in [30, 10, 20] {
+        call(&f, "POST", "/nodes/", &node(port), LOCAL, None);
+    }
+    assert_eq!(ports(&get(&f, "/nodes/")), vec![30, 10, 20]);
+    assert_eq!(
+        ports(&get(&f, "/nodes")),
+        vec![30, 10, 20],
+        "trailing slash is optional"
+    );
+    for port in [40, 50, 60] {
+        call(&f, "POST", "/nodes/", &node(port), LOCAL, None);
+    }
+    let all = [30u64, 10, 20, 40, 50, 60];
+    let sample = ports(&get(&f, "/nodes/"));
+    assert_eq!(sample.len(), 4, "--list_limit caps the answer");
+    assert!(sample.iter().all(|p| all.contains(p)));
+    let mut distinct = sample.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 4);
+    assert_eq!(ports(&get(&f, "/nodes/?limit=2")).len(), 2);
+    assert_eq!(ports(&get(&f, "/nodes/?limit=99")).len(), 4);
+    assert_eq!(ports(&get(&f, "/nodes?limit=0")).len(), 0);
+}
+
+#[test]
+fn bad_queries_are_400() {
+    let f = fixture(10, config());
+    for target in [
+        "/nodes/?limit=",
+        "/nodes/?limit=-1",
+        "/nodes/?limit=x",
+        "/nodes/?limit=1.5",
+        "/nodes/?limit=1&limit=2",
+        "/nodes/?lmit=3",
+        "/?limit=3",
+        "/nodes/0/?x",
+    ] {
+        let response = get(&f, target);
+        assert_eq!(response.status, 400, "{target}");
+        assert!(!error(&response).is_empty());
+    }
+    assert_eq!(get(&f, "/nodes/?limit=99999999999999999999999").status, 200);
+}
+
+#[test]
+fn random_and_index_pick_known_nodes_or_404() {
+    let f = fixture(10, config());
+    assert_eq!(get(&f, "/nodes/random/").status, 404);
+    assert_eq!(get(&f, "/nodes/0/").status, 404);
+    call(&f, "POST", "/nodes/", &node(7), LOCAL, None);
+    call(&f, "POST", "/nodes/", &node(8), LOCAL, None);
+    let random = json(&get(&f, "/nodes/random"));
+    assert!([7, 8].contains(&random["port"].as_u64().unwrap()));
+    assert_eq!(json(&get(&f, "/nodes/1/"))["port"], 8);
+    assert_eq!(json(&get(&f, "/nodes/0"))["port"], 7);
+    let missing = get(&f, "/nodes/2/");
+    assert_eq!(missing.status, 404);
+    assert_eq!(error(&missing), "no node at index 2: 2 known");
+    assert_eq!(get(&f, "/nodes/99999999999999999999999/").status, 404);
+}
+
+#[test]
+fn unknown_paths_are_404() {
+    let f = fixture(10, config());
+    for target in [
+        "/nope",
+        "/nodes/abc/",
+        "/nodes/-1/",
+        "/nodes//",
+        "//",
+        "/nodes/1/2",
+        "/NODES/",
+    ] {
+        let response = get(&f, target);
+        assert_eq!(response.status, 404, "{target}");
+        assert!(error(&response).contains("no such path"), "{target}");
+    }
+}
+
+#[test]
+fn wrong_methods_are_405_with_allow() {
+    let f = fixture(10, config());
+    let cases = [
+        ("PUT", "/", "GET, HEAD, POST"),
+        ("DELETE", "/", "GET, HEAD, POST"),
+        ("PATCH", "/nodes/", "GET, HEAD, POST, DELETE"),
+        ("POST", "/nodes/random/", "GET, HEAD"),
+        ("DELETE", "/nodes/0/", "GET, HEAD"),
+        ("OPTIONS", "/nodes", "GET, HEAD, POST, DELETE"),
+    ];
+    for (method, target, allow) in cases {
+        let response = call(&f, method, target, &node(5), LOCAL, None);
+        assert_eq!(response.status, 405, "{method} {target}");
+        assert_eq!(response.allow, Some(allow));
+        assert!(error(&response).contains(method));
+    }
+    assert_eq!(ports(&get(&f, "/nodes/")), Vec::<u64>::new());
+}
+
+#[test]
+fn add_and_delete_answer_the_whole_list() {
+    let f = fixture(10, config());
+    assert_eq!(
+        ports(&call(&f, "POST", "/nodes/", &node(1), LOCAL, None)),
+        vec![1]
+    );
+    assert_eq!(
+        ports(&call(&f, "POST", "/nodes/", &node(2), LOCAL, None)),
+        vec![1, 2]
+    );
+    assert_eq!(
+        ports(&call(&f, "POST", "/nodes", &node(1), LOCAL, None)),
+        vec![1, 2],
+        "known: unchanged"
+    );
+    assert_eq!(
+        ports(&call(&f, "DELETE", "/nodes/", &node(1), LOCAL, None)),
+        vec![2]
+    );
+    assert_eq!(
+        ports(&call(&f, "DELETE", "/nodes/", &node(9), LOCAL, None)),
+        vec![2],
+        "unknown: unchanged"
+    );
+}
+
+#[test]
+fn remote_changes_need_the_admin_token() {
+    let f = fixture(10, config());
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("s3cret-s3cret-s3cret"),
+        Some("Basic s3cret-s3cret-s3cret"),
+        Some("Bearer s3cre"),
+    ] {
+        let response = call(&f, "POST", "/nodes/", &node(1), REMOTE, auth);
+        assert_eq!(response.status, 403, "{auth:?}");
+        assert!(error(&response).contains("--admin_token"));
+        assert_eq!(
+            call(&f, "DELETE", "/nodes/", &node(1), REMOTE, auth).status,
+            403
+        );
+    }
+    assert_eq!(
+        ports(&call(
+            &f,
+            "POST",
+            "/nodes/",
+            &node(1),
+            REMOTE,
+            Some("Bearer s3cret-s3cret-s3cret")
+        )),
+        vec![1]
+    );
+    assert_eq!(
+        ports(&call(
+            &f,
+            "DELETE",
+            "/nodes/",
+            &node(1),
+            REMOTE,
+            Some("bearer  s3cret-s3cret-s3cret ")
+        )),
+        Vec::<u64>::new()
+    );
+    let loopback6 = IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
+    assert_eq!(
+        call(&f, "POST", "/nodes/", &node(2), loopback6, None).status,
+        200
+    );
+
+    let without = fixture(
+        10,
+        ApiConfig {
+            admin_token: None,
+            ..config()
+        },
+    );
+    assert_eq!(
+        call(
+            &without,
+            "POST",
+            "/nodes/",
+            &node(1),
+            REMOTE,
+            Some("Bearer ")
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        call(&without, "POST", "/", &node(1), REMOTE, None).status,
+        200,
+        "registration is open"
+    );
+}
+
+#[test]
+fn bodies_over_the_limit_are_413() {
+    let f = fixture(10, config());
+    for (method, target) in [("POST", "/"), ("POST", "/nodes/"), ("DELETE", "/nodes/")] {
+        let request = Request {
+            method,
+            target,
+            body: Body::TooLarge,
+            caller: LOCAL,
+            authorization: None,
+        };
+        let Reply::Now(response) = f.decide(&request).reply else {
+            panic!("no commit expected")
+        };
+        assert_eq!(response.status, 413);
+        assert!(error(&response).contains("64 KiB"));
+    }
+}
+
+#[test]
+fn a_full_table_is_507_and_unchanged() {
+    let f = fixture(2, config());
+    call(&f, "POST", "/", &node(1), REMOTE, None);
+    call(&f, "POST", "/nodes/", &node(2), LOCAL, None);
+    for (method, target) in [("POST", "/"), ("POST", "/nodes/")] {
+        let response = call(&f, method, target, &node(3), LOCAL, None);
+        assert_eq!(response.status, 507, "{method} {target}");
+        assert!(error(&response).contains("full"));
+    }
+    assert_eq!(ports(&get(&f, "/nodes/")), vec![1, 2]);
+    assert_eq!(
+        call(&f, "POST", "/", &node(2), REMOTE, None).status,
+        200,
+        "a known node is fine"
+    );
+}
+
+#[test]
+fn a_server_never_lists_itself() {
+    let f = fixture(10, config());
+    for (method, target) in [("POST", "/"), ("POST", "/nodes/")] {
+        let response = call(&f, method, target, &node(42020), LOCAL, None);
+        assert_eq!(response.status, 400, "{method} {target}");
+        assert!(error(&response).contains("own address"));
+    }
+    assert!(ports(&get(&f, "/nodes/")).is_empty());
+}
+
+#[test]
+fn a_failed_write_is_500_and_changes_nothing() {
+    let f = fixture(10, config());
+    call(&f, "POST", "/nodes/", &node(1), LOCAL, None);
+    f.disk_full.set(true);
+    for (method, target, body) in [
+        ("POST", "/", node(2)),
+        ("POST", "/nodes/", node(2)),
+        ("DELETE", "/nodes/", node(1)),
+    ] {
+        let response = call(&f, method, target, &body, LOCAL, None);
+        assert_eq!(response.status, 500, "{method} {target}");
+        assert!(
+            error(&response).contains("No space left on device; nothing was changed"),
+            "{}",
+            error(&response)
+        );
+    }
+    f.disk_full.set(false);
+    assert_eq!(ports(&get(&f, "/nodes/")), vec![1]);
+}
+
+#[test]
+fn status_and_metrics_are_reports_that_allow_only_reads() {
+    let f = fixture(10, config());
+    for (target, report) in [("/status", Report::Status), ("/metrics/", Report::Metrics)] {
+        let request = Request {
+            method: "GET",
+            target,
+            body: Body::Bytes(b""),
+            caller: REMOTE,
+            authorization: None,
+        };
+        let decision = f.decide(&request);
+        assert!(
+            matches!(decision.reply, Reply::Report(r) if r == report),
+            "{target}"
+        );
+    }
+    for target in ["/status", "/metrics"] {
+        let response = call(&f, "POST", target, "", LOCAL, None);
+        assert_eq!((response.status, response.allow), (405, Some("GET, HEAD")));
+        assert_eq!(get(&f, &format!("{target}?verbose=1")).status, 400);
+    }
+}
+
+#[test]
+fn every_request_is_labelled_by_its_route() {
+    let f = fixture(10, config());
+    let cases = [
+        ("GET", "/status?x", Label::Status),
+        ("GET", "/nodes/12/", Label::Index),
+        ("DELETE", "/nodes/12/", Label::Index),
+        ("GET", "/nodes?limit=x", Label::Nodes),
+        ("PUT", "/", Label::Root),
+        ("GET", "/favicon.ico", Label::Other),
+    ];
+    for (method, target, label) in cases {
+        let request = Request {
+            method,
+            target,
+            body: Body::Bytes(b""),
+            caller: LOCAL,
+            authorization: None,
+        };
+        assert_eq!(f.decide(&request).label, label, "{method} {target}");
+        assert_eq!(Label::of(target), label, "{target}");
+    }
+}
