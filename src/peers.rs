@@ -90,6 +90,11 @@ impl Transport for Peers {
         }
         .map_err(cause)?;
         let status = response.status().as_u16();
+        if status != 200 && me.is_some() {
+            // Our registration was refused (a full table, a rate limit…): the list is
+            // still worth having.
+            return self.fetch_nodes(node, None);
+        }
         if status != 200 {
             return Err(PeerError::Status(status));
         }

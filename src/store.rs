@@ -29,7 +29,7 @@ pub const LOCK_FILE: &str = "seedmesh.lock";
 const MAX_BATCH: usize = 4096;
 
 /// The committed list: what is on disk. Shared by every reader until the next change.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Snapshot {
     pub nodes: NodeSet,
     /// `nodes` as the JSON array `GET /nodes/` answers and the file holds, made on first use.
@@ -429,6 +429,46 @@ impl Rules {
                 }
                 Outcome::Forgot(nodes.to_mut().remove_all(&gone))
             }
+        }
+    }
+}
+
+/// The known nodes without a file: each change is applied at once with `Rules::apply`. The
+/// simulator's nodes and the rounds' tests use it; with nothing to write, nothing fails.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    rules: Rules,
+    current: Mutex<Arc<Snapshot>>,
+}
+
+impl MemoryStore {
+    /// A store holding `nodes`, changed by `rules`.
+    pub fn new(rules: Rules, nodes: NodeSet) -> MemoryStore {
+        MemoryStore {
+            rules,
+            current: Mutex::new(Arc::new(Snapshot::new(nodes))),
+        }
+    }
+
+    /// The current list.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.current.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Applies `change`. The list is changed in place unless a reader still holds the
+    /// snapshot, which then keeps the list it had.
+    pub fn apply(&self, change: &Change) -> Committed {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let snapshot = Arc::make_mut(&mut current);
+        let mut nodes = Cow::Owned(std::mem::take(&mut snapshot.nodes));
+        let outcome = self.rules.apply(&mut nodes, change);
+        snapshot.nodes = nodes.into_owned();
+        if outcome.changed() {
+            snapshot.json = OnceLock::new();
+        }
+        Committed {
+            outcome,
+            snapshot: Arc::clone(&current),
         }
     }
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::nodes::Node;
 use crate::stats::{Round, Stats};
-use crate::store::{Change, Committed, Outcome, PersistError, Snapshot, Store};
+use crate::store::{Change, Committed, MemoryStore, Outcome, PersistError, Snapshot, Store};
 use crate::transport::{Clock, PeerError, PeerList, Transport};
 use crate::upkeep::{SeedNews, Upkeep, Verdict};
 
@@ -34,6 +34,16 @@ impl Membership for Store {
 
     fn apply(&self, change: Change) -> Result<Committed, PersistError> {
         Store::apply(self, change)
+    }
+}
+
+impl Membership for MemoryStore {
+    fn snapshot(&self) -> Arc<Snapshot> {
+        MemoryStore::snapshot(self)
+    }
+
+    fn apply(&self, change: Change) -> Result<Committed, PersistError> {
+        Ok(MemoryStore::apply(self, &change))
     }
 }
 
@@ -318,3 +328,6 @@ pub fn run<M: Membership, T: Transport, C: Clock>(
 fn jittered(interval: Duration) -> Duration {
     interval.mul_f64(0.9 + 0.2 * fastrand::f64())
 }
+
+#[cfg(test)]
+mod tests;

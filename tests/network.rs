@@ -279,3 +279,109 @@ fn a_dead_seed_never_stops_a_node() {
     );
     assert_eq!(a.get("/").status, 200);
 }
+
+/// A seed of the original design's later version: it registers a node sent as the JSON body
+/// of `GET /nodes/` and answers the list, and answers 415 to a `GET /nodes/` without one.
+struct LaterSeed {
+    addr: std::net::SocketAddr,
+    registered: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl LaterSeed {
+    fn new(listed: Vec<Value>) -> LaterSeed {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let registered = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = std::sync::Arc::clone(&registered);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let mut length = 0;
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = header.split_once(':')
+                        && k.eq_ignore_ascii_case("content-length")
+                    {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let node = serde_json::from_slice::<Value>(&body).ok();
+                let (status, answer) = match (line.starts_with("GET /nodes"), node) {
+                    (true, Some(node)) => {
+                        seen.lock().unwrap().push(node);
+                        ("200 OK", Value::Array(listed.clone()).to_string())
+                    }
+                    (true, None) => (
+                        "415 UNSUPPORTED MEDIA TYPE",
+                        json!({"error": "send your node as JSON"}).to_string(),
+                    ),
+                    (false, _) => ("405 METHOD NOT ALLOWED", String::new()),
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            }
+        });
+        LaterSeed { addr, registered }
+    }
+}
+
+#[test]
+fn a_node_registers_with_and_learns_from_a_seed_of_the_later_version() {
+    let dir = TempDir::new("later-seed");
+    let refused = refused_addr("127.0.0.1").to_string();
+    let other = node(&dir.join("other"), &["-u", "60", "--dns", &refused]);
+    let seed = LaterSeed::new(vec![other.node_json()]);
+    let seed_addr = seed.addr.to_string();
+    let me = node(
+        &dir.join("me"),
+        &["-u", "0.3", "-k", "5", "--dns", &seed_addr],
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the node learns the seed's list",
+        || lists(&me, other.addr),
+    );
+    assert!(
+        seed.registered.lock().unwrap().contains(&me.node_json()),
+        "the node sent itself as the body of GET /nodes/"
+    );
+}
+
+#[test]
+fn a_get_of_the_list_with_a_node_body_registers_it() {
+    let dir = TempDir::new("get-registers");
+    let dns = dns(dir.path(), NO_SWEEP.as_slice());
+    let node = json!({"ip_address": "127.0.0.7", "port": 5000});
+    let answer = request("GET", dns.addr, "/nodes/", Some(&node.to_string()), &[]);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json(), json!([node]), "registered, then listed");
+    for body in ["", "{}", "  "] {
+        let answer = request("GET", dns.addr, "/nodes/", Some(body), &[]);
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.json(), json!([node]), "{body:?} registers nothing");
+    }
+    let bad = request(
+        "GET",
+        dns.addr,
+        "/nodes/",
+        Some(r#"{"ip_address": "127.0.0.7"}"#),
+        &[],
+    );
+    assert_eq!(bad.status, 400, "the same rules as POST /");
+    assert!(bad.error().contains("no \"port\""), "{}", bad.error());
+}

@@ -580,3 +580,31 @@ fn every_request_is_labelled_by_its_route() {
         assert_eq!(Label::of(target), label, "{target}");
     }
 }
+
+#[test]
+fn a_get_of_the_list_with_a_node_body_registers_it_by_the_rules_of_post() {
+    let f = fixture(
+        10,
+        ApiConfig {
+            verify_source: true,
+            ..config()
+        },
+    );
+    let own = r#"{"ip_address": "192.0.2.7", "port": 5}"#;
+    let answer = call(&f, "GET", "/nodes/", own, REMOTE, None);
+    assert_eq!(ports(&answer), vec![5], "registered, then listed");
+    let other = call(&f, "GET", "/nodes/", &node(6), REMOTE, None);
+    assert_eq!(other.status, 403, "--verify_source holds here too");
+    for body in ["", "{}", " \r\n"] {
+        assert_eq!(
+            ports(&call(&f, "GET", "/nodes/", body, REMOTE, None)),
+            vec![5]
+        );
+    }
+    let limited = call(&f, "GET", "/nodes/?limit=0", own, REMOTE, None);
+    assert_eq!(
+        ports(&limited),
+        Vec::<u64>::new(),
+        "the query still applies"
+    );
+}
