@@ -119,8 +119,12 @@ fn json(node: &Node) -> Vec<u8> {
     serde_json::to_vec(node).unwrap_or_default()
 }
 
-/// Reads a `GET /nodes/` answer: a JSON array whose invalid entries are skipped.
-fn parse_list(body: &[u8]) -> Result<PeerList, PeerError> {
+/// Reads a `GET /nodes/` answer's body: a JSON array whose invalid entries are skipped
+/// (SPEC §4). Public so that the simulator reads a peer's answer exactly as this client does.
+///
+/// # Errors
+/// `PeerError::NotAList` when the body is not JSON or not an array.
+pub fn parse_list(body: &[u8]) -> Result<PeerList, PeerError> {
     let entries = match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(serde_json::Value::Array(entries)) => entries,
         Ok(_) => return Err(PeerError::NotAList("not a JSON array".into())),
