@@ -17,6 +17,7 @@ pub mod report;
 pub mod response;
 pub mod routes;
 pub mod server;
+pub mod sim;
 pub mod stats;
 pub mod store;
 pub mod transport;

@@ -1,0 +1,400 @@
+//! `cargo run --release --example simulate -- --nodes 10000 --rounds 100 --seed 1`: runs a
+//! deterministic simulation of a seedmesh network (`seedmesh::sim`, SIMULATION.md), prints
+//! one line per round and a last `sim: key=value ...` line, and writes the figures as CSV and
+//! SVG plots under `target/sim/`. One `--seed` gives byte-identical stdout, CSV and SVG;
+//! wall-clock time appears only on stderr.
+//!
+//! `--compare A.csv,B.csv --labels a,b --columns x,y --svg OUT.svg` instead plots columns of
+//! earlier runs side by side (the before/after figures of SIMULATION.md).
+#![forbid(unsafe_code)]
+
+use std::error::Error;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use plotters::prelude::*;
+use seedmesh::sim::{Attack, Config, RoundFigures, Simulation, figures};
+
+fn help() -> String {
+    let d = Config::default();
+    format!(
+        "simulate: a deterministic simulation of a seedmesh network (SIMULATION.md)
+
+USAGE: cargo run --release --example simulate -- [FLAGS]
+
+Network:
+  --nodes N            honest nodes at the start [default: {nodes}]
+  --seeds N            seed servers [default: {seeds}]
+  --rounds N           rounds of --upd_int simulated seconds [default: {rounds}]
+  --churn F            share of live nodes replaced by newcomers each round [default: {churn}]
+  --black_holes F      share of nodes that turn into black holes after round 0, and of
+                       churn departures that leave one [default: {black_holes}]
+  --loss F             probability that a request is lost (a timeout) [default: {loss}]
+  --latency_ms MS      round-trip time; a request costs two [default: {latency}]
+  --partition A:B      cut the network in two during rounds A..B [default: none]
+  --seed N             seed of every random choice [default: {seed}]
+
+Adversary (SPEC §11):
+  --attack KIND        none, one-host, one-group, lying-peer [default: none]
+  --attack_size N      addresses of a one-host or one-group attacker [default: {attack_size}]
+  --attack_round N     round the attack starts [default: {attack_round}]
+  --observers N        honest newcomers joining a round later, whose tables are measured
+                       [default: {observers}]
+
+Settings of the simulated processes (SPEC §8):
+  --kn_limit N         nodes' --kn_limit [default: {kn_limit}]
+  --max_nodes N        nodes' --max_nodes [default: {max_nodes}]
+  --seed_max_nodes N   seeds' --max_nodes [default: {seed_max_nodes}]
+  --list_limit N       --list_limit [default: {list_limit}]
+  --fail_limit N       --fail_limit [default: {fail_limit}]
+  --upd_int SECONDS    --upd_int [default: {upd_int}]
+  --timeout SECONDS    --timeout [default: {timeout}]
+  --check_threads N    --check_threads [default: {check_threads}]
+
+Output:
+  --probes N           answers sampled per round for the answer figures [default: {probes}]
+  --out DIR            where the CSV and SVG go [default: target/sim]
+  --name NAME          file name stem [default: made of the main flags]
+  --quiet              no per-round lines on stdout (the summary still comes)
+
+Compare earlier runs:
+  --compare A.csv,B.csv --labels a,b --columns c1,c2 --svg OUT.svg [--title T]
+",
+        nodes = d.nodes,
+        seeds = d.seeds,
+        rounds = d.rounds,
+        churn = d.churn,
+        black_holes = d.black_holes,
+        loss = d.loss,
+        latency = d.latency.as_millis(),
+        seed = d.seed,
+        attack_size = d.attack_size,
+        attack_round = d.attack_round,
+        observers = d.observers,
+        kn_limit = d.kn_limit,
+        max_nodes = d.max_nodes,
+        seed_max_nodes = d.seed_max_nodes,
+        list_limit = d.list_limit,
+        fail_limit = d.fail_limit,
+        upd_int = d.upd_int.as_secs_f64(),
+        timeout = d.timeout.as_secs_f64(),
+        check_threads = d.check_threads,
+        probes = d.probes,
+    )
+}
+
+type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("simulate: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn seconds(text: &str) -> std::result::Result<Duration, String> {
+    let value: f64 = text.parse().map_err(|_| format!("not a number: {text}"))?;
+    Duration::try_from_secs_f64(value).map_err(|_| format!("not a duration: {text}"))
+}
+
+fn share(text: &str) -> std::result::Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err(format!("not a share in 0..=1: {text}")),
+    }
+}
+
+fn rounds_range(text: &str) -> std::result::Result<(usize, usize), String> {
+    let bad = || format!("not A:B: {text}");
+    let (a, b) = text.split_once(':').ok_or_else(bad)?;
+    Ok((a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?))
+}
+
+fn run() -> Result<()> {
+    let mut args = pico_args::Arguments::from_env();
+    if args.contains(["-h", "--help"]) {
+        print!("{}", help());
+        return Ok(());
+    }
+    if let Some(files) = args.opt_value_from_str::<_, String>("--compare")? {
+        return compare(&mut args, &files);
+    }
+    let d = Config::default();
+    let config = Config {
+        nodes: args.opt_value_from_str("--nodes")?.unwrap_or(d.nodes),
+        seeds: args.opt_value_from_str("--seeds")?.unwrap_or(d.seeds),
+        rounds: args.opt_value_from_str("--rounds")?.unwrap_or(d.rounds),
+        churn: args.opt_value_from_fn("--churn", share)?.unwrap_or(d.churn),
+        attack: args
+            .opt_value_from_str::<_, Attack>("--attack")?
+            .unwrap_or(d.attack),
+        seed: args.opt_value_from_str("--seed")?.unwrap_or(d.seed),
+        kn_limit: args.opt_value_from_str("--kn_limit")?.unwrap_or(d.kn_limit),
+        max_nodes: args
+            .opt_value_from_str("--max_nodes")?
+            .unwrap_or(d.max_nodes),
+        seed_max_nodes: args
+            .opt_value_from_str("--seed_max_nodes")?
+            .unwrap_or(d.seed_max_nodes),
+        list_limit: args
+            .opt_value_from_str("--list_limit")?
+            .unwrap_or(d.list_limit),
+        fail_limit: args
+            .opt_value_from_str("--fail_limit")?
+            .unwrap_or(d.fail_limit),
+        upd_int: args
+            .opt_value_from_fn("--upd_int", seconds)?
+            .unwrap_or(d.upd_int),
+        timeout: args
+            .opt_value_from_fn("--timeout", seconds)?
+            .unwrap_or(d.timeout),
+        check_threads: args
+            .opt_value_from_str("--check_threads")?
+            .unwrap_or(d.check_threads),
+        black_holes: args
+            .opt_value_from_fn("--black_holes", share)?
+            .unwrap_or(d.black_holes),
+        loss: args.opt_value_from_fn("--loss", share)?.unwrap_or(d.loss),
+        latency: args
+            .opt_value_from_str::<_, u64>("--latency_ms")?
+            .map_or(d.latency, Duration::from_millis),
+        partition: args.opt_value_from_fn("--partition", rounds_range)?,
+        attack_size: args
+            .opt_value_from_str("--attack_size")?
+            .unwrap_or(d.attack_size),
+        attack_round: args
+            .opt_value_from_str("--attack_round")?
+            .unwrap_or(d.attack_round),
+        observers: args
+            .opt_value_from_str("--observers")?
+            .unwrap_or(d.observers),
+        probes: args.opt_value_from_str("--probes")?.unwrap_or(d.probes),
+    };
+    let out: PathBuf = args
+        .opt_value_from_str("--out")?
+        .unwrap_or_else(|| PathBuf::from("target/sim"));
+    let name: String = args.opt_value_from_str("--name")?.unwrap_or_else(|| {
+        format!(
+            "n{}-s{}-r{}-c{}-{}-seed{}",
+            config.nodes, config.seeds, config.rounds, config.churn, config.attack, config.seed
+        )
+    });
+    let quiet = args.contains("--quiet");
+    let rest = args.finish();
+    if !rest.is_empty() {
+        return Err(format!("unknown argument {:?}; see --help", rest[0]).into());
+    }
+    if config.seeds == 0 || config.seeds > 250 {
+        return Err("--seeds must be in 1..=250".into());
+    }
+
+    let rounds = config.rounds;
+    let started = Instant::now();
+    let mut last_progress = started;
+    let mut sim = Simulation::new(config);
+    for r in 0..rounds {
+        let figures = sim.step();
+        if !quiet {
+            println!("{}", figures.line());
+        }
+        if last_progress.elapsed() >= Duration::from_secs(5) || r + 1 == rounds {
+            last_progress = Instant::now();
+            eprintln!(
+                "simulate: round {}/{rounds}, {} live nodes, wall {:.1} s",
+                r + 1,
+                figures.live,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let summary = sim.summary();
+    println!("{summary}");
+    fs::create_dir_all(&out)?;
+    let csv_path = out.join(format!("{name}.csv"));
+    fs::write(&csv_path, figures::csv(sim.rounds()))?;
+    let svg_path = out.join(format!("{name}.svg"));
+    plot_run(&svg_path, &name, sim.rounds(), sim.config())?;
+    eprintln!(
+        "simulate: wrote {} and {}; wall {:.1} s",
+        csv_path.display(),
+        svg_path.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// One series of a panel: its label and its points (round, value).
+type Series = (String, Vec<(f64, f64)>);
+
+/// One run's figures as six panels in one SVG.
+fn plot_run(path: &Path, title: &str, rounds: &[RoundFigures], config: &Config) -> Result<()> {
+    let column = |get: fn(&RoundFigures) -> f64| -> Vec<(f64, f64)> {
+        rounds.iter().map(|f| (f.round as f64, get(f))).collect()
+    };
+    let upd_int = config.upd_int.as_secs_f64();
+    let panels: Vec<(&str, Vec<Series>)> = vec![
+        (
+            "convergence (share of live nodes)",
+            vec![
+                ("knows ≥ kn_limit live".into(), column(|f| f.converged)),
+                ("largest component".into(), column(|f| f.lcc)),
+            ],
+        ),
+        (
+            "dead entries (share)",
+            vec![
+                ("in tables".into(), column(|f| f.dead_tables)),
+                ("in node answers".into(), column(|f| f.dead_answers)),
+                ("in seed answers".into(), column(|f| f.dead_seed_answers)),
+            ],
+        ),
+        (
+            "requests per node per round",
+            vec![
+                ("out, mean".into(), column(|f| f.req_out_mean)),
+                ("in, mean".into(), column(|f| f.req_in_mean)),
+                ("in, max".into(), column(|f| f.req_in_max as f64)),
+            ],
+        ),
+        (
+            "KiB per node per round",
+            vec![
+                ("out, mean".into(), column(|f| f.kib_out_mean)),
+                ("in, mean".into(), column(|f| f.kib_in_mean)),
+                ("in, max".into(), column(|f| f.kib_in_max)),
+            ],
+        ),
+        (
+            "seed: sweep seconds, requests/s",
+            vec![
+                ("sweep s".into(), column(|f| f.sweep_s)),
+                (
+                    "--upd_int".into(),
+                    rounds.iter().map(|f| (f.round as f64, upd_int)).collect(),
+                ),
+                ("requests/s".into(), column(|f| f.seed_rps)),
+            ],
+        ),
+        (
+            "adversary's share",
+            vec![
+                ("of node tables".into(), column(|f| f.att_tables)),
+                ("of seed answers".into(), column(|f| f.att_seed_answers)),
+                ("of newcomers' tables".into(), column(|f| f.att_observers)),
+            ],
+        ),
+    ];
+    draw(path, title, (3, 2), &panels)
+}
+
+/// Draws `panels` on a grid of `(rows, columns)` in one SVG file.
+fn draw(
+    path: &Path,
+    title: &str,
+    grid: (usize, usize),
+    panels: &[(&str, Vec<Series>)],
+) -> Result<()> {
+    let size = (560 * grid.1 as u32, 300 * grid.0 as u32 + 40);
+    let root = SVGBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(title, ("sans-serif", 20))?;
+    let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+    for (area, (caption, series)) in root.split_evenly(grid).iter().zip(panels) {
+        let x_max = series
+            .iter()
+            .flat_map(|(_, points)| points.iter().map(|p| p.0))
+            .fold(1.0, f64::max);
+        let y_max = series
+            .iter()
+            .flat_map(|(_, points)| points.iter().map(|p| p.1))
+            .fold(0.0, f64::max);
+        let y_max = if y_max > 0.0 { y_max * 1.1 } else { 1.0 };
+        let mut chart = ChartBuilder::on(area)
+            .caption(*caption, ("sans-serif", 15))
+            .margin(8)
+            .x_label_area_size(28)
+            .y_label_area_size(52)
+            .build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
+        chart
+            .configure_mesh()
+            .x_desc("round")
+            .disable_x_mesh()
+            .disable_y_mesh()
+            .x_labels(6)
+            .y_labels(6)
+            .draw()?;
+        for (i, (label, points)) in series.iter().enumerate() {
+            let color = colors[i % colors.len()];
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().copied(),
+                    color.stroke_width(2),
+                ))?
+                .label(label.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// `--compare`: columns of earlier runs' CSV files, one panel per column, one line per run.
+fn compare(args: &mut pico_args::Arguments, files: &str) -> Result<()> {
+    let files: Vec<&str> = files.split(',').collect();
+    let labels: String = args.value_from_str("--labels")?;
+    let labels: Vec<&str> = labels.split(',').collect();
+    let columns: String = args.value_from_str("--columns")?;
+    let columns: Vec<&str> = columns.split(',').collect();
+    let svg: PathBuf = args.value_from_str("--svg")?;
+    let title: String = args
+        .opt_value_from_str("--title")?
+        .unwrap_or_else(|| columns.join(", "));
+    if labels.len() != files.len() {
+        return Err("--labels needs one label per --compare file".into());
+    }
+    let mut runs = Vec::new();
+    for file in &files {
+        let text = fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
+        let rows: Vec<Vec<f64>> = lines
+            .map(|line| line.split(',').map(|v| v.parse().unwrap_or(0.0)).collect())
+            .collect();
+        runs.push((
+            header.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+            rows,
+        ));
+    }
+    let mut panels = Vec::new();
+    for column in &columns {
+        let mut series = Vec::new();
+        for ((header, rows), label) in runs.iter().zip(&labels) {
+            let at = header
+                .iter()
+                .position(|h| h == column)
+                .ok_or_else(|| format!("no column {column} in a --compare file"))?;
+            let points = rows.iter().map(|row| (row[0], row[at])).collect();
+            series.push((label.to_string(), points));
+        }
+        panels.push((*column, series));
+    }
+    if let Some(parent) = svg.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    draw(&svg, &title, (1, panels.len()), &panels)?;
+    eprintln!("simulate: wrote {}", svg.display());
+    Ok(())
+}

@@ -1,0 +1,247 @@
+//! The simulated network: `Net` is the `Transport` a simulated process's rounds reach their
+//! peers through, `SimClock` the `Clock` they read.
+//!
+//! A call is delivered at once to the target's `Simulation::serve`, and costs simulated time:
+//! two round trips when answered (connect, then the exchange), one when refused, `--timeout`
+//! when lost, partitioned away or sent to a black hole (or to an address where nothing
+//! exists). `each` runs its calls one after another but on `--check_threads` virtual
+//! threads: each call starts on the thread that is free first, as `peers::parallel` hands
+//! the next item to the first thread done, so a step's time is the makespan of its calls.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use crate::nodes::{Host, Node};
+use crate::peers;
+use crate::response::{Payload, Response};
+use crate::transport::{Clock, PeerError, PeerList, Transport};
+
+use super::hash::key;
+use super::world::{ALIVE, BLACK_HOLE, REFUSED, Simulation, Target, lock};
+
+/// Bytes of an HTTP request's head as our client sends it (request line, Host, User-Agent,
+/// Accept, Content-Type, Content-Length): an estimate, counted for every request.
+pub(crate) const REQUEST_HEAD_BYTES: u64 = 140;
+/// Bytes of an answer's head as our server sends it (status line, Server, Date,
+/// Content-Type, Content-Length): an estimate, counted for every answer.
+pub(crate) const ANSWER_HEAD_BYTES: u64 = 130;
+
+/// The clock of one process's round: the simulated time its calls have reached.
+pub(crate) struct SimClock<'a> {
+    epoch: Instant,
+    now: &'a AtomicU64,
+}
+
+impl<'a> SimClock<'a> {
+    /// A clock reading `epoch` + `now` nanoseconds.
+    pub(crate) fn new(epoch: Instant, now: &'a AtomicU64) -> SimClock<'a> {
+        SimClock { epoch, now }
+    }
+}
+
+impl Clock for SimClock<'_> {
+    fn now(&self) -> Instant {
+        self.epoch + Duration::from_nanos(self.now.load(Relaxed))
+    }
+}
+
+/// The transport of process `from` during one of its rounds.
+pub(crate) struct Net<'a> {
+    sim: &'a Simulation,
+    from: usize,
+    /// Simulated time since the epoch, in nanoseconds, on the virtual thread now running.
+    now: &'a AtomicU64,
+}
+
+/// What became of a call before any answer.
+enum Fate {
+    Answered(Target),
+    Refused,
+    TimedOut,
+}
+
+impl<'a> Net<'a> {
+    pub(crate) fn new(sim: &'a Simulation, from: usize, now: &'a AtomicU64) -> Net<'a> {
+        Net { sim, from, now }
+    }
+
+    fn spend(&self, nanos: u64) {
+        self.now.fetch_add(nanos, Relaxed);
+    }
+
+    /// Sends one request and returns the answer, counting requests and bytes on both ends.
+    fn exchange(
+        &self,
+        node: &Node,
+        method: &str,
+        target: &str,
+        body: &[u8],
+    ) -> Result<Response, PeerError> {
+        let sim = self.sim;
+        let config = &sim.config;
+        let me = &sim.procs[self.from];
+        let request_bytes = REQUEST_HEAD_BYTES + body.len() as u64;
+        me.traffic.requests_out.fetch_add(1, Relaxed);
+        me.traffic.bytes_out.fetch_add(request_bytes, Relaxed);
+        let (round_trip, lost) = {
+            let mut rng = lock(&me.net);
+            let round_trip = config.latency.as_nanos() as f64 * (0.5 + rng.f64());
+            (
+                round_trip as u64,
+                config.loss > 0.0 && rng.f64() < config.loss,
+            )
+        };
+        let timeout = config.timeout.as_nanos() as u64;
+        let fate = match key(node).and_then(|k| sim.index.get(&k)) {
+            _ if lost => Fate::TimedOut,
+            None => Fate::TimedOut,
+            Some(Target::Sybil(k)) => Fate::Answered(Target::Sybil(*k)),
+            Some(Target::Proc(j)) => {
+                let peer = &sim.procs[*j as usize];
+                if peer.side.load(Relaxed) != me.side.load(Relaxed) {
+                    Fate::TimedOut
+                } else {
+                    match peer.life.load(Relaxed) {
+                        ALIVE => Fate::Answered(Target::Proc(*j)),
+                        REFUSED => Fate::Refused,
+                        BLACK_HOLE => Fate::TimedOut,
+                        _ => Fate::TimedOut,
+                    }
+                }
+            }
+        };
+        let target_at = match fate {
+            Fate::TimedOut => {
+                self.spend(timeout);
+                return Err(PeerError::Timeout);
+            }
+            Fate::Refused => {
+                self.spend(round_trip.min(timeout));
+                return Err(PeerError::Refused);
+            }
+            Fate::Answered(at) => at,
+        };
+        self.spend((2 * round_trip).min(timeout));
+        let caller = match me.node.host {
+            Host::Ip(ip) => ip,
+            Host::Name(_) => IpAddr::from([127, 0, 0, 1]),
+        };
+        let response = match target_at {
+            Target::Proc(j) => {
+                let j = j as usize;
+                let answer = sim.serve(j, method, target, body, caller);
+                let traffic = &sim.procs[j].traffic;
+                traffic.requests_in.fetch_add(1, Relaxed);
+                traffic.bytes_in.fetch_add(request_bytes, Relaxed);
+                traffic
+                    .bytes_out
+                    .fetch_add(ANSWER_HEAD_BYTES + body_len(&answer), Relaxed);
+                answer
+            }
+            Target::Sybil(_) => match &sim.attacker {
+                Some(attacker) => attacker.answer(method, target, body),
+                None => Response::empty(200),
+            },
+        };
+        me.traffic
+            .bytes_in
+            .fetch_add(ANSWER_HEAD_BYTES + body_len(&response), Relaxed);
+        Ok(response)
+    }
+}
+
+impl Transport for Net<'_> {
+    fn probe(&self, node: &Node) -> Result<(), PeerError> {
+        self.exchange(node, "GET", "/", b"").map(drop)
+    }
+
+    fn announce(&self, node: &Node, me: &Node) -> Result<(), PeerError> {
+        self.exchange(node, "POST", "/", &self.body(me)).map(drop)
+    }
+
+    fn fetch_nodes(&self, node: &Node, me: Option<&Node>) -> Result<PeerList, PeerError> {
+        let body = me.map(|me| self.body(me)).unwrap_or_default();
+        let response = self.exchange(node, "GET", "/nodes/", &body)?;
+        // As `peers::Peers` does: a refused registration still leaves the list worth asking.
+        if response.status != 200 && me.is_some() {
+            return self.fetch_nodes(node, None);
+        }
+        if response.status != 200 {
+            return Err(PeerError::Status(response.status));
+        }
+        read_list(&response.body)
+    }
+
+    fn each(&self, n: usize, work: &(dyn Fn(usize) + Sync)) {
+        let start = self.now.load(Relaxed);
+        let threads = self.sim.config.check_threads.clamp(1, n.max(1));
+        let mut free: BinaryHeap<Reverse<u64>> = (0..threads).map(|_| Reverse(start)).collect();
+        let mut end = start;
+        for i in 0..n {
+            let Some(Reverse(at)) = free.pop() else { break };
+            self.now.store(at, Relaxed);
+            work(i);
+            let done = self.now.load(Relaxed);
+            end = end.max(done);
+            free.push(Reverse(done));
+        }
+        self.now.store(end, Relaxed);
+    }
+}
+
+impl Net<'_> {
+    /// `me` as a request body; the process's own node is serialized once, at its start.
+    fn body(&self, me: &Node) -> Vec<u8> {
+        let proc = &self.sim.procs[self.from];
+        if *me == proc.node {
+            proc.json.clone()
+        } else {
+            serde_json::to_vec(me).unwrap_or_default()
+        }
+    }
+}
+
+/// A `GET /nodes/` answer's entries: the committed list itself when it was answered whole
+/// (no JSON made), otherwise the body read by the client's own parser.
+pub(crate) fn read_list(body: &Payload) -> Result<PeerList, PeerError> {
+    match body {
+        Payload::List(snapshot) => Ok(PeerList {
+            nodes: snapshot.nodes.as_slice().to_vec(),
+            invalid: 0,
+        }),
+        Payload::Owned(bytes) => peers::parse_list(bytes),
+        Payload::Empty => peers::parse_list(b""),
+    }
+}
+
+/// The length of an answer's body in bytes, without making the JSON of a whole list.
+pub(crate) fn body_len(response: &Response) -> u64 {
+    match &response.body {
+        Payload::Empty => 0,
+        Payload::Owned(bytes) => bytes.len() as u64,
+        Payload::List(snapshot) => {
+            let mut counter = Counter(0);
+            // Writing to a counter cannot fail.
+            let _ = serde_json::to_writer(&mut counter, snapshot.nodes.as_slice());
+            counter.0
+        }
+    }
+}
+
+/// An `io::Write` that only counts.
+struct Counter(u64);
+
+impl io::Write for Counter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0 += bytes.len() as u64;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
