@@ -16,14 +16,21 @@ pub(crate) fn key(node: &Node) -> Option<u64> {
     }
 }
 
-/// The multiplicative hasher of rustc's FxHash: one multiply per word, not DoS-resistant,
-/// which does not matter for keys the simulator makes itself.
+/// The multiplicative hasher of rustc's FxHash, one multiply per word, finished with
+/// MurmurHash3's 64-bit mixer so that the low bits (which pick a bucket) depend on every bit
+/// of the key (the keys' low 16 bits are a port that most addresses share). Not
+/// DoS-resistant, which does not matter for keys the simulator makes itself.
 #[derive(Default, Clone, Copy)]
 pub(crate) struct FxHasher(u64);
 
 impl Hasher for FxHasher {
     fn finish(&self) -> u64 {
-        self.0
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
     }
 
     fn write(&mut self, bytes: &[u8]) {

@@ -8,6 +8,7 @@
 //! threads: each call starts on the thread that is free first, as `peers::parallel` hands
 //! the next item to the first thread done, so a step's time is the makespan of its calls.
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
@@ -164,7 +165,7 @@ impl Transport for Net<'_> {
     }
 
     fn fetch_nodes(&self, node: &Node, me: Option<&Node>) -> Result<PeerList, PeerError> {
-        let body = me.map(|me| self.body(me)).unwrap_or_default();
+        let body = me.map_or(Cow::Borrowed(&b""[..]), |me| self.body(me));
         let response = self.exchange(node, "GET", "/nodes/", &body)?;
         // As `peers::Peers` does: a refused registration still leaves the list worth asking.
         if response.status != 200 && me.is_some() {
@@ -193,14 +194,14 @@ impl Transport for Net<'_> {
     }
 }
 
-impl Net<'_> {
+impl<'a> Net<'a> {
     /// `me` as a request body; the process's own node is serialized once, at its start.
-    fn body(&self, me: &Node) -> Vec<u8> {
+    fn body(&self, me: &Node) -> Cow<'a, [u8]> {
         let proc = &self.sim.procs[self.from];
         if *me == proc.node {
-            proc.json.clone()
+            Cow::Borrowed(&proc.json)
         } else {
-            serde_json::to_vec(me).unwrap_or_default()
+            Cow::Owned(serde_json::to_vec(me).unwrap_or_default())
         }
     }
 }
@@ -224,10 +225,50 @@ pub(crate) fn body_len(response: &Response) -> u64 {
         Payload::Empty => 0,
         Payload::Owned(bytes) => bytes.len() as u64,
         Payload::List(snapshot) => {
+            let nodes = snapshot.nodes.as_slice();
+            // `[`, `]`, and a comma between entries.
+            let frame = 2 + nodes.len().saturating_sub(1) as u64;
+            frame + nodes.iter().map(json_len).sum::<u64>()
+        }
+    }
+}
+
+/// The length of `node`'s JSON, `{"ip_address":"127.0.0.1","port":55000}`: counted for an
+/// IPv4 address (every simulated one), serialized otherwise.
+pub(crate) fn json_len(node: &Node) -> u64 {
+    fn digits(mut x: u32) -> u64 {
+        let mut n = 1;
+        while x >= 10 {
+            x /= 10;
+            n += 1;
+        }
+        n
+    }
+    match node.host {
+        Host::Ip(IpAddr::V4(ip)) => {
+            // `{"ip_address":"` (15), `","port":` (9), `}` (1), three dots.
+            let octets: u64 = ip.octets().iter().map(|&o| digits(u32::from(o))).sum();
+            25 + 3 + octets + digits(u32::from(node.port))
+        }
+        _ => {
             let mut counter = Counter(0);
             // Writing to a counter cannot fail.
-            let _ = serde_json::to_writer(&mut counter, snapshot.nodes.as_slice());
+            let _ = serde_json::to_writer(&mut counter, node);
             counter.0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_len_counts_what_serde_writes() {
+        for (host, port) in [("127.0.0.1", 1), ("127.255.10.100", 55000), ("::1", 80)] {
+            let node = Node::new(host, port).unwrap();
+            let json = serde_json::to_vec(&node).unwrap();
+            assert_eq!(json_len(&node), json.len() as u64, "{node}");
         }
     }
 }
