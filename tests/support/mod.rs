@@ -12,9 +12,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub use http::*;
+pub use netns::*;
 pub use serde_json::{Value, json};
 
 mod http;
+mod netns;
 
 /// How long a process may take to print `listening on`.
 const START_DEADLINE: Duration = Duration::from_secs(15);
