@@ -12,6 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub use http::*;
+#[allow(unused_imports)] // only the tests that need a remote caller use it
 pub use netns::*;
 pub use serde_json::{Value, json};
 
