@@ -455,3 +455,43 @@ fn the_admin_token_comes_from_one_source_and_is_long_enough() {
     assert!(message.contains("cannot read it"), "{message}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_readme_flag_table_lists_every_flag_with_the_tables_defaults() {
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split("\n## Flags\n")
+        .nth(1)
+        .expect("a Flags section");
+    let section = section.split("\n## ").next().unwrap();
+    let rows: Vec<Vec<&str>> = section
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| l.split(" | ").collect())
+        .collect();
+    for flag in FLAGS
+        .iter()
+        .filter(|f| !["--help", "--version"].contains(&f.long))
+    {
+        let names = |row: &Vec<&str>| {
+            row[0]
+                .split(['`', ' ', ','])
+                .any(|name| name == flag.long || Some(name) == flag.short)
+        };
+        let row = rows.iter().find(|row| names(row));
+        let row = row.unwrap_or_else(|| panic!("README's Flags table lacks {}", flag.long));
+        for (kind, cell) in [(Kind::Dns, row[1]), (Kind::Node, row[2])] {
+            match flag.usage(kind) {
+                Use::Default(value) => {
+                    assert!(
+                        cell.contains(&format!("`{value}`")),
+                        "{}: {cell}",
+                        flag.long
+                    )
+                }
+                Use::Not => assert_eq!(cell, "—", "{} for {kind:?}", flag.long),
+                Use::Unset(_) => assert_ne!(cell, "—", "{} for {kind:?}", flag.long),
+            }
+        }
+    }
+}
