@@ -70,7 +70,7 @@ fn usage_errors_exit_2_with_one_line_saying_what_is_wrong() {
         (
             NODE,
             &["--dns", "127.0.0.1:0"],
-            "--dns: the port: 0 is out of range",
+            "--dns: port 0 is out of range",
         ),
         (DNS, &["-d", file], "--dir: it is a file, not a directory"),
         (NODE, &["--app_timeout", "3"], "--app_timeout needs --app"),

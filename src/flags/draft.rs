@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::*;
+use crate::config::TOKEN_VAR;
 use crate::nodes::Node;
 
 /// The settings as the flags write them, one flag at a time, with what only becomes a

@@ -216,7 +216,7 @@ fn app_settings_come_with_app_only() {
         ("https://127.0.0.1:1", "https is not supported"),
         ("127.0.0.1:8080", "expected an http:// base URL"),
         ("http://127.0.0.1:8080/api", "no path (/api)"),
-        ("http://127.0.0.1:0", "the port: 0 is out of range"),
+        ("http://127.0.0.1:0", "port 0 is out of range"),
         ("http://::1:8080", "brackets"),
         ("http://u:p@127.0.0.1:1", "no user"),
         ("http://127.0.0.1:1/?x", "no query"),
@@ -307,7 +307,7 @@ fn bad_values_name_the_flag_and_what_was_expected() {
         (
             Kind::Node,
             &["--dns", "127.0.0.1:0"],
-            "--dns: the port: 0 is out of range: expected 1 to 65535",
+            "--dns: port 0 is out of range: expected 1 to 65535",
         ),
         (Kind::Node, &["--dns", "::1:5"], "brackets"),
         (

@@ -23,6 +23,15 @@ pub fn int<T: TryFrom<u64>>(text: &str, min: u64, max: u64) -> Result<T, String>
     T::try_from(n).map_err(|_| format!("{n} is out of range: expected {min} to {max}"))
 }
 
+/// The port of a `HOST:PORT` or URL, 1 to 65535.
+fn port_in(text: &str) -> Result<u16, String> {
+    match text.parse::<u64>() {
+        Ok(port @ 1..=65535) => Ok(port as u16),
+        Ok(port) => Err(format!("port {port} is out of range: expected 1 to 65535")),
+        Err(_) => Err(format!("port {text:?} is not a number from 1 to 65535")),
+    }
+}
+
 /// Largest value of a `u32` setting.
 pub const U32: u64 = u32::MAX as u64;
 
@@ -128,7 +137,7 @@ pub fn seed(text: &str) -> Result<Node, String> {
         }
         None => host_text,
     };
-    let port = int(port, 1, 65535).map_err(|e| format!("the port: {e}"))?;
+    let port = port_in(port)?;
     Ok(Node {
         host: host(host_text)?,
         port,
@@ -199,7 +208,7 @@ pub fn app_url(text: &str) -> Result<(String, Host, u16), String> {
         },
     };
     let port = match port {
-        Some(port) => int(port, 1, 65535).map_err(|e| format!("the port: {e}"))?,
+        Some(port) => port_in(port)?,
         None => 80,
     };
     let host = host(host_text)?;
