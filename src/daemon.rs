@@ -1,19 +1,20 @@
-//! One process run: bind, open the store, serve, run the update thread, and on SIGINT or
-//! SIGTERM stop in order (SPEC §9).
+//! One process run, wiring only: bind, open the store, serve, run the update thread, and on
+//! SIGINT or SIGTERM stop in order (SPEC §9). SIGHUP is logged and ignored. What the settings
+//! imply (the node announced, this process's identities) is `config`'s.
 
 use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
-use std::sync::mpsc;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::config::{Settings, binds_all_interfaces};
+use crate::config::{NODE_PORTS, Settings};
 use crate::error::Error;
-use crate::nodes::{Host, Node};
+use crate::logging::count;
 use crate::peers::Peers;
 use crate::report::Profile;
 use crate::routes::ApiConfig;
@@ -32,20 +33,20 @@ const UPDATE_GRACE: Duration = Duration::from_millis(200);
 /// Runs the process until a stop signal; returns once stopped cleanly.
 pub fn run(settings: &Settings) -> Result<(), Error> {
     let start_error = |what| move |source| Error::Start { what, source };
-    // Signals first, so that a stop during start-up is not lost.
-    let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(start_error("signal handling"))?;
+    // Signals first, so that a stop during start-up is not lost, and a SIGHUP (a closed
+    // terminal) does not end the process.
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(start_error("signal handling"))?;
 
     let listener = bind(settings)?;
-    let port = listener
-        .local_addr()
-        .map_err(start_error("the listener"))?
-        .port();
-    let me = advertised(settings, port);
+    let bound = listener.local_addr().map_err(start_error("the listener"))?;
+    let me = settings.advertised(bound.port());
+    let identity = settings.identity(bound);
     let (store, warnings) = Store::open(StoreOptions {
         dir: settings.dir.clone(),
         file_name: settings.nodes_file.clone(),
         max_nodes: settings.max_nodes,
-        own: own_identities(settings, port, me.as_ref()),
+        own: identity.nodes().to_vec(),
     })?;
     for warning in warnings {
         log::warn!("{warning}");
@@ -81,7 +82,7 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
     let _ = writeln!(stdout, "listening on {}", server.addr()).and_then(|_| stdout.flush());
     drop(stdout);
     log::info!(
-        "{} {} listening on {}{}; directory {}, file {}, {} known nodes",
+        "{} {} listening on {}{}; directory {}, file {}, {}",
         settings.kind.name(),
         env!("CARGO_PKG_VERSION"),
         server.addr(),
@@ -90,7 +91,7 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
             .unwrap_or_default(),
         settings.dir.display(),
         store.path().display(),
-        store.snapshot().nodes.len()
+        count(store.snapshot().nodes.len(), "known node")
     );
 
     let role = match (&me, &settings.node) {
@@ -109,31 +110,26 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
     };
     let (interval, fail_limit) = (settings.upd_int, settings.fail_limit);
     let (stop, stopped) = mpsc::channel::<()>();
-    let update_thread = thread::Builder::new()
+    // Dropped when the update thread ends, however it ends: the stop waits on it.
+    let (ended, update_ended) = mpsc::channel::<()>();
+    thread::Builder::new()
         .name("update".into())
-        .spawn(move || update::run(&updater, &stats, interval, fail_limit, &stopped))
+        .spawn(move || {
+            let _ended = ended;
+            update::run(&updater, &stats, interval, fail_limit, &stopped);
+        })
         .map_err(start_error("the update thread"))?;
 
-    let signal = signals.forever().next();
+    let signal = wait_for_stop(&mut signals);
     let deadline = Instant::now() + STOP_BUDGET;
-    log::info!(
-        "{}: stopping",
-        match signal {
-            Some(SIGINT) => "SIGINT",
-            Some(SIGTERM) => "SIGTERM",
-            _ => "signal",
-        }
-    );
+    log::info!("{signal}: stopping");
     // Wake the update thread; it ends at once if asleep, or after its current step.
     drop(stop);
     server.shutdown(deadline);
     // A round in progress may wait on a peer for up to --timeout: give it a moment to end,
     // no more. Nothing it does is owed to anyone, and the file is whole at any instant.
-    let grace = (Instant::now() + UPDATE_GRACE).min(deadline);
-    while !update_thread.is_finished() && Instant::now() < grace {
-        thread::sleep(Duration::from_millis(5));
-    }
-    if !update_thread.is_finished() {
+    let grace = UPDATE_GRACE.min(deadline.saturating_duration_since(Instant::now()));
+    if let Err(RecvTimeoutError::Timeout) = update_ended.recv_timeout(grace) {
         log::info!("leaving the update round in progress (it waits on peers)");
     }
     store.flush();
@@ -141,83 +137,55 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
     Ok(())
 }
 
-/// Binds the listening socket: the given port, or for a node without `-p` a free port in
-/// 50000–59999.
+/// Waits for SIGINT or SIGTERM and returns its name; logs each SIGHUP and carries on.
+fn wait_for_stop(signals: &mut Signals) -> &'static str {
+    for signal in signals.forever() {
+        match signal {
+            SIGINT => return "SIGINT",
+            SIGTERM => return "SIGTERM",
+            SIGHUP => log::warn!(
+                "SIGHUP (a closed terminal?): ignored, still running; nothing to reload, SIGTERM stops"
+            ),
+            _ => {}
+        }
+    }
+    "end of signals"
+}
+
+/// Binds the listening socket on `--ip`: the given port, or for a node without `-p` a free
+/// port in `NODE_PORTS`.
 fn bind(settings: &Settings) -> Result<TcpListener, Error> {
-    let host = if binds_all_interfaces(&settings.ip) {
-        if settings.ip == "::" { "::" } else { "0.0.0.0" }
-    } else {
-        settings.ip.as_str()
-    };
-    let bind_error = |port: u16, source| Error::Bind {
-        addr: format!("{}:{port}", bracketed(host)),
-        source,
+    let host = settings.ip.as_str();
+    let shown = |port: u16| match host.contains(':') {
+        true => format!("[{host}]:{port}"),
+        false => format!("{host}:{port}"),
     };
     let bind_port = |port: u16| -> std::io::Result<TcpListener> {
         let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
         TcpListener::bind(&addrs[..])
     };
     if let Some(port) = settings.port {
-        return bind_port(port).map_err(|e| bind_error(port, e));
+        return bind_port(port).map_err(|source| Error::Bind {
+            addr: shown(port),
+            source,
+        });
     }
     let mut last = None;
     for _ in 0..200 {
-        let port = fastrand::u16(50000..=59999);
+        let port = fastrand::u16(NODE_PORTS);
         match bind_port(port) {
             Ok(listener) => return Ok(listener),
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last = Some(e),
-            Err(e) => return Err(bind_error(port, e)),
+            Err(source) => {
+                return Err(Error::Bind {
+                    addr: shown(port),
+                    source,
+                });
+            }
         }
     }
     Err(Error::Bind {
-        addr: format!("{}:50000-59999", bracketed(host)),
+        addr: format!("{host}:{}-{}", NODE_PORTS.start(), NODE_PORTS.end()),
         source: last.unwrap_or_else(|| std::io::ErrorKind::AddrInUse.into()),
     })
-}
-
-fn bracketed(host: &str) -> String {
-    if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
-    }
-}
-
-/// The node this process announces: `--advertise` or `--ip`, with the bound port. A `dns`
-/// bound to all interfaces announces nothing.
-fn advertised(settings: &Settings, port: u16) -> Option<Node> {
-    let advertise = settings
-        .node
-        .as_ref()
-        .and_then(|node| node.advertise.as_ref());
-    let host = match advertise {
-        Some(host) => host.clone(),
-        None if binds_all_interfaces(&settings.ip) => return None,
-        None => Host::parse(&settings.ip).ok()?,
-    };
-    Some(Node { host, port })
-}
-
-/// The identities that are this process itself, never added to its list.
-fn own_identities(settings: &Settings, port: u16, me: Option<&Node>) -> Vec<Node> {
-    let mut own: Vec<Node> = me.into_iter().cloned().collect();
-    if binds_all_interfaces(&settings.ip) {
-        for ip in [
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ] {
-            own.push(Node {
-                host: Host::Ip(ip),
-                port,
-            });
-        }
-        own.push(Node {
-            host: Host::Name("localhost".into()),
-            port,
-        });
-    } else if let Ok(host) = Host::parse(&settings.ip) {
-        own.push(Node { host, port });
-    }
-    own.dedup();
-    own
 }

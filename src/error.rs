@@ -5,6 +5,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+/// Why a process could not start (or stopped early); its `Display` is the one line printed.
 #[derive(Debug)]
 pub enum Error {
     /// A command-line flag is unknown, lacks its value, or has a bad one (exit status 2).
@@ -40,6 +41,14 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Usage(message) => f.write_str(message),
+            // create_dir_all on an existing file fails with "File exists": say what it means.
+            Error::Dir { path, source } if source.kind() == io::ErrorKind::AlreadyExists => {
+                write!(
+                    f,
+                    "cannot use directory {}: it is a file, not a directory",
+                    path.display()
+                )
+            }
             Error::Dir { path, source } => {
                 write!(f, "cannot use directory {}: {source}", path.display())
             }
@@ -61,3 +70,22 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_that_is_a_file_says_so() {
+        let error = Error::Dir {
+            path: PathBuf::from("x/nodes"),
+            source: io::ErrorKind::AlreadyExists.into(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "cannot use directory x/nodes: it is a file, not a directory"
+        );
+        assert_eq!(error.exit_code(), 1);
+        assert_eq!(Error::Usage("bad".into()).exit_code(), 2);
+    }
+}

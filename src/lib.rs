@@ -10,6 +10,7 @@
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod flags;
 pub mod logging;
 pub mod nodes;
 pub mod peers;

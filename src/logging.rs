@@ -1,7 +1,11 @@
-//! The logger: one line per event on stderr, `2026-11-24T18:02:05.123Z INFO message`.
+//! The logger: one line per event on stderr, `2026-11-24T18:02:05.123Z INFO message`; a
+//! throttle that keeps a repeating warning to one line per cause per interval; plurals.
 
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{LevelFilter, Log, Metadata, Record};
 
@@ -74,10 +78,245 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// `n` and `noun`, plural unless `n` is 1: `count(1, "known node")` is `1 known node`,
+/// `count(2, "known node")` is `2 known nodes`. For nouns whose plural adds an `s`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// How often a throttled cause occurred, when a line about it is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Occurrences {
+    /// Occurrences this line stands for: those since the cause's last line, this one included.
+    pub count: u64,
+    /// Time since the cause's last line; `None` for its first line.
+    pub since: Option<Duration>,
+}
+
+/// Keeps a warning that may repeat many times a second (a full table's 507, a refused
+/// connection's 503, a rate-limited caller's 429, an eviction) to at most one line per cause
+/// per `interval`, carrying the count of occurrences since that cause's last line. Shared by
+/// threads (`&self`); the caller hands in `now`, so tests need no clock.
+///
+/// Causes are a small fixed set (an enum, or `&'static str`), never per-caller values: the
+/// throttle keeps one entry per cause for the life of the process.
+///
+/// ```
+/// # use std::time::{Duration, Instant};
+/// # use seedmesh::logging::Throttle;
+/// let full = Throttle::new(Duration::from_secs(60));
+/// if let Some(seen) = full.hit("507", Instant::now()) {
+///     log::warn!("table full: {} refused with 507 since the last line", seen.count);
+/// }
+/// ```
+#[derive(Debug)]
+pub struct Throttle<K> {
+    interval: Duration,
+    causes: Mutex<HashMap<K, Cause>>,
+}
+
+#[derive(Debug)]
+struct Cause {
+    /// When the last line about this cause was due.
+    last_line: Instant,
+    /// Occurrences since then that had no line.
+    pending: u64,
+}
+
+impl<K: Eq + Hash + Clone> Throttle<K> {
+    /// A throttle allowing one line per cause per `interval`.
+    pub fn new(interval: Duration) -> Throttle<K> {
+        Throttle {
+            interval,
+            causes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records one occurrence of `cause` at `now`. Returns `Some` when a line is due (the
+    /// cause's first occurrence, or the first one at least `interval` after its last line),
+    /// with the count the line stands for; `None` when the occurrence is only counted.
+    pub fn hit(&self, cause: K, now: Instant) -> Option<Occurrences> {
+        let mut causes = self.causes.lock().unwrap_or_else(PoisonError::into_inner);
+        match causes.get_mut(&cause) {
+            None => {
+                causes.insert(
+                    cause,
+                    Cause {
+                        last_line: now,
+                        pending: 0,
+                    },
+                );
+                Some(Occurrences {
+                    count: 1,
+                    since: None,
+                })
+            }
+            Some(entry) => {
+                let since = now.saturating_duration_since(entry.last_line);
+                if since < self.interval {
+                    entry.pending += 1;
+                    return None;
+                }
+                let count = entry.pending + 1;
+                *entry = Cause {
+                    last_line: now,
+                    pending: 0,
+                };
+                Some(Occurrences {
+                    count,
+                    since: Some(since),
+                })
+            }
+        }
+    }
+
+    /// The causes whose counted occurrences have waited at least `interval` for a line, with
+    /// those counts; each is then reset as if its line were written at `now`. Call it now and
+    /// then (once per update round) so that the last burst of a cause is reported too.
+    pub fn due(&self, now: Instant) -> Vec<(K, Occurrences)> {
+        let mut causes = self.causes.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut lines = Vec::new();
+        for (cause, entry) in causes.iter_mut() {
+            let since = now.saturating_duration_since(entry.last_line);
+            if entry.pending > 0 && since >= self.interval {
+                lines.push((
+                    cause.clone(),
+                    Occurrences {
+                        count: entry.pending,
+                        since: Some(since),
+                    },
+                ));
+                *entry = Cause {
+                    last_line: now,
+                    pending: 0,
+                };
+            }
+        }
+        lines
+    }
+
+    /// `hit`, writing the line at `warn` level when one is due: `message()` for the cause's
+    /// first line, then `message() (N times in the last S s)`; see `with_count`.
+    pub fn warn(&self, cause: K, now: Instant, message: impl FnOnce() -> String) {
+        if let Some(seen) = self.hit(cause, now) {
+            log::warn!("{}", with_count(&message(), seen));
+        }
+    }
+}
+
+/// A throttled line: the message, and for a cause seen before its count and period.
+pub fn with_count(message: &str, seen: Occurrences) -> String {
+    match seen.since {
+        None => message.to_owned(),
+        Some(since) => format!(
+            "{message} ({} in the last {} s)",
+            count(seen.count as usize, "time"),
+            since.as_secs()
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+
+    #[test]
+    fn plurals_agree_with_their_count() {
+        assert_eq!(count(0, "known node"), "0 known nodes");
+        assert_eq!(count(1, "known node"), "1 known node");
+        assert_eq!(count(3, "connection"), "3 connections");
+    }
+
+    #[test]
+    fn a_throttled_cause_gets_one_line_per_interval_with_its_count() {
+        let throttle = Throttle::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(
+            throttle.hit("507", at(0)),
+            Some(Occurrences {
+                count: 1,
+                since: None
+            })
+        );
+        for s in 1..=59 {
+            assert_eq!(throttle.hit("507", at(s)), None, "second {s}");
+        }
+        // Another cause has its own interval.
+        assert_eq!(throttle.hit("429", at(30)).map(|o| o.count), Some(1));
+        assert_eq!(throttle.hit("429", at(31)), None);
+        let line = throttle.hit("507", at(60));
+        assert_eq!(
+            line,
+            Some(Occurrences {
+                count: 60,
+                since: Some(Duration::from_secs(60))
+            })
+        );
+        assert_eq!(throttle.hit("507", at(61)), None);
+        // Nothing more for a while: the pending count is reported once its interval is over.
+        assert!(
+            throttle
+                .due(at(100))
+                .iter()
+                .all(|(cause, _)| *cause == "429")
+        );
+        let due = throttle.due(at(121));
+        assert_eq!(
+            due,
+            vec![(
+                "507",
+                Occurrences {
+                    count: 1,
+                    since: Some(Duration::from_secs(61))
+                }
+            )]
+        );
+        assert!(throttle.due(at(500)).is_empty(), "reported once");
+        assert_eq!(throttle.hit("507", at(500)).map(|o| o.count), Some(1));
+    }
+
+    #[test]
+    fn throttled_lines_carry_the_count() {
+        let seen = Occurrences {
+            count: 12,
+            since: Some(Duration::from_secs(60)),
+        };
+        assert_eq!(
+            with_count("table full", seen),
+            "table full (12 times in the last 60 s)"
+        );
+        let first = Occurrences {
+            count: 1,
+            since: None,
+        };
+        assert_eq!(with_count("table full", first), "table full");
+    }
+
+    #[test]
+    fn a_throttle_is_shared_by_threads_and_counts_every_hit() {
+        let throttle = Throttle::new(Duration::from_secs(3600));
+        let now = Instant::now();
+        let lines: u64 = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    scope.spawn(|| {
+                        (0..1000)
+                            .filter(|_| throttle.hit("503", now).is_some())
+                            .count() as u64
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(lines, 1);
+        let due = throttle.due(now + Duration::from_secs(3600));
+        assert_eq!(due[0].1.count, 3999);
+    }
 
     #[test]
     fn timestamps_are_rfc3339_utc() {

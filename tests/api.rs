@@ -91,7 +91,7 @@ fn every_invalid_body_is_400_and_changes_nothing() {
         "{\"ip_address\": \"127.0.0.1\", \"port\": 0}",
         "{\"ip_address\": \"127.0.0.1\", \"port\": 65536}",
         "{\"ip_address\": \"0.0.0.0\", \"port\": 5}",
-        "{\"ip_address\": \"256.0.0.1\", \"port\": 5}",
+        "{\"ip_address\": \"256.0.0.1\", \"port\": 5}", // loopback-only: refused
         "{\"ip_address\": \"bad_host\", \"port\": 5}",
         "{\"ip_address\": \"[::1]\", \"port\": 5}",
     ];
@@ -186,14 +186,14 @@ fn a_file_from_the_original_design_loads_and_bad_entries_are_skipped() {
     // As Python's json.dump writes it, with one bad entry and one duplicate.
     fs::write(
         dir.join("nodes.json"),
-        r#"[{"ip_address": "127.0.0.1", "port": 55000}, {"ip_address": "x y", "port": 1}, {"ip_address": "127.0.0.1", "port": 55000}, {"ip_address": "10.0.0.2", "port": 55001}]"#,
+        r#"[{"ip_address": "127.0.0.1", "port": 55000}, {"ip_address": "x y", "port": 1}, {"ip_address": "127.0.0.1", "port": 55000}, {"ip_address": "127.0.0.2", "port": 55001}]"#,
     )
     .unwrap();
     // 127.0.0.1:55000 is refused when checked: keep the sweep at start from removing it.
     let dns = dns(dir.path(), &NO_SWEEP);
     assert_eq!(
         dns.nodes(),
-        vec![("127.0.0.1".into(), 55000), ("10.0.0.2".into(), 55001)]
+        vec![("127.0.0.1".into(), 55000), ("127.0.0.2".into(), 55001)]
     );
     let log = dns.stderr();
     assert!(

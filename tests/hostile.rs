@@ -296,10 +296,10 @@ fn random_bodies_get_200_400_405_or_413_exactly_as_the_node_rules_say() {
 const VALID_REQUESTS: &[&str] = &[
     "GET / HTTP/1.1\r\nHost: seed\r\n\r\n",
     "HEAD /nodes/?limit=3 HTTP/1.0\r\n\r\n",
-    "POST /nodes/ HTTP/1.1\r\nContent-Length: 37\r\n\r\n{\"ip_address\": \"10.0.0.1\", \"port\": 8}",
-    "DELETE /nodes HTTP/1.1\r\nConnection: close\r\nContent-Length: 37\r\n\r\n{\"ip_address\": \"10.0.0.1\", \"port\": 8}",
-    "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n25\r\n{\"ip_address\": \"10.0.0.2\", \"port\": 9}\r\n0\r\n\r\n",
-    "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 37\r\n\r\n{\"ip_address\": \"10.0.0.3\", \"port\": 9}",
+    "POST /nodes/ HTTP/1.1\r\nContent-Length: 38\r\n\r\n{\"ip_address\": \"127.0.0.1\", \"port\": 8}",
+    "DELETE /nodes HTTP/1.1\r\nConnection: close\r\nContent-Length: 38\r\n\r\n{\"ip_address\": \"127.0.0.1\", \"port\": 8}",
+    "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n26\r\n{\"ip_address\": \"127.0.0.2\", \"port\": 9}\r\n0\r\n\r\n",
+    "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 38\r\n\r\n{\"ip_address\": \"127.0.0.3\", \"port\": 9}",
     "GET /nodes/0/ HTTP/1.1\r\n\r\nGET /nodes/random HTTP/1.1\r\n\r\n",
 ];
 

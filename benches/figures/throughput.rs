@@ -21,7 +21,7 @@ const KNOWN: usize = 1000;
 /// The `i`th of the synthetic nodes a server is loaded with, as a request body.
 pub fn synthetic_node(i: usize) -> String {
     format!(
-        r#"{{"ip_address":"10.{}.{}.{}","port":{}}}"#,
+        r#"{{"ip_address":"127.{}.{}.{}","port":{}}}"#,
         (i >> 16) & 255,
         (i >> 8) & 255,
         i & 255,
@@ -272,10 +272,10 @@ pub fn post_nodes(config: &Config) -> Vec<Row> {
     });
     take_turns(config, &mut contenders, |run| {
         move |c: usize, i: u64, out: &mut Vec<u8>| {
-            // A node no run has used: 172.(16 + run).c.x, port from the sequence number.
+            // A node no run has used: 127.(16 + run).c.x, port from the sequence number.
             let k = i / 2;
             let node = format!(
-                r#"{{"ip_address":"172.{}.{c}.{}","port":{}}}"#,
+                r#"{{"ip_address":"127.{}.{c}.{}","port":{}}}"#,
                 16 + run,
                 k % 250 + 1,
                 k / 250 + 1

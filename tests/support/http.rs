@@ -72,7 +72,19 @@ pub fn try_request_bytes(
     body: Option<&[u8]>,
     headers: &[(&str, &str)],
 ) -> std::io::Result<Resp> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    exchange(stream, method, addr, path, body, headers)
+}
+
+/// One request on `stream`, already connected to `addr`, with a 10 s deadline.
+pub fn exchange(
+    mut stream: TcpStream,
+    method: &str,
+    addr: SocketAddr,
+    path: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Resp> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (name, value) in headers {

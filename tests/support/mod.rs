@@ -12,9 +12,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub use http::*;
+#[allow(unused_imports)] // only the tests that need a remote caller use it
+pub use netns::*;
 pub use serde_json::{Value, json};
 
 mod http;
+mod netns;
 
 /// How long a process may take to print `listening on`.
 const START_DEADLINE: Duration = Duration::from_secs(15);

@@ -1,0 +1,112 @@
+//! The trust rules of SPEC §10 with real remote callers: each test runs its processes and
+//! its clients in a network namespace of its own, where a client connects from an address
+//! that is not loopback. loopback-only: own network namespace
+
+mod support;
+
+use support::*;
+
+const TOKEN: &str = "an-admin-token-of-32-characters!";
+
+fn node_at(ip: &str, port: u16) -> String {
+    json!({"ip_address": ip, "port": port}).to_string()
+}
+
+#[test]
+fn remote_changes_to_the_list_need_the_admin_token() {
+    in_namespace("remote_changes_to_the_list_need_the_admin_token", || {
+        let dir = TempDir::new("remote-token");
+        let dns = dns(
+            dir.path(),
+            &["-i", "0.0.0.0", "--admin_token", TOKEN, "-u", "3600"],
+        );
+        let seed = std::net::SocketAddr::new("192.0.2.1".parse().unwrap(), dns.port());
+        let remote = "198.51.100.7";
+        let body = node_at("127.0.0.5", 5005);
+        let bearer = format!("Bearer {TOKEN}");
+        for (method, auth) in [
+            ("POST", None),
+            ("POST", Some("Bearer wrong-token-wrong-token!!!")),
+            ("DELETE", None),
+            ("POST", Some(TOKEN)),
+        ] {
+            let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", *a)).collect();
+            let answer = request_from(remote, method, seed, "/nodes/", Some(&body), &headers);
+            assert_eq!(answer.status, 403, "{method} with {auth:?}");
+            assert!(
+                answer.error().contains("--admin_token"),
+                "{}",
+                answer.error()
+            );
+        }
+        assert!(dns.nodes().is_empty(), "a refused change changes nothing");
+
+        let auth = [("Authorization", bearer.as_str())];
+        let added = request_from(remote, "POST", seed, "/nodes/", Some(&body), &auth);
+        assert_eq!(added.status, 200, "{}", added.body);
+        assert_eq!(dns.nodes(), vec![("127.0.0.5".to_string(), 5005)]);
+        let removed = request_from(remote, "DELETE", seed, "/nodes/", Some(&body), &auth);
+        assert_eq!((removed.status, removed.json()), (200, json!([])));
+
+        // A loopback caller needs no token; registration is open to anyone.
+        assert_eq!(dns.post("/nodes/", &body).status, 200);
+        let register = node_at(remote, 5006);
+        let answer = request_from(remote, "POST", seed, "/", Some(&register), &[]);
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    });
+}
+
+#[test]
+fn without_a_token_remote_callers_cannot_change_the_list() {
+    in_namespace(
+        "without_a_token_remote_callers_cannot_change_the_list",
+        || {
+            let dir = TempDir::new("remote-no-token");
+            let dns = dns(dir.path(), &["-i", "192.0.2.1", "-u", "3600"]);
+            let body = node_at("127.0.0.5", 5005);
+            let auth = [("Authorization", "Bearer ")];
+            let answer = request_from(
+                "203.0.113.9",
+                "POST",
+                dns.addr,
+                "/nodes/",
+                Some(&body),
+                &auth,
+            );
+            assert_eq!(answer.status, 403);
+        },
+    );
+}
+
+#[test]
+fn verify_source_accepts_a_remote_caller_only_for_its_own_address() {
+    in_namespace(
+        "verify_source_accepts_a_remote_caller_only_for_its_own_address",
+        || {
+            let dir = TempDir::new("remote-verify");
+            let dns = dns(
+                dir.path(),
+                &["-i", "192.0.2.1", "--verify_source", "-u", "3600"],
+            );
+            let remote = "198.51.100.7";
+            let own = node_at(remote, 5007);
+            let answer = request_from(remote, "POST", dns.addr, "/", Some(&own), &[]);
+            assert_eq!(answer.status, 200, "{}", answer.body);
+
+            let other = node_at("203.0.113.9", 5007);
+            let answer = request_from(remote, "POST", dns.addr, "/", Some(&other), &[]);
+            assert_eq!(answer.status, 403);
+            assert!(
+                answer
+                    .error()
+                    .contains("only your own address 198.51.100.7"),
+                "{}",
+                answer.error()
+            );
+            // The same rule for a registering GET /nodes/ (the original's later version).
+            let answer = request_from(remote, "GET", dns.addr, "/nodes/", Some(&other), &[]);
+            assert_eq!(answer.status, 403);
+            assert_eq!(dns.nodes(), vec![(remote.to_string(), 5007)]);
+        },
+    );
+}
