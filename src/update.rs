@@ -148,7 +148,7 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
                 Err(e) => log::warn!("peer {peer}: {e}"),
             }
         }
-        round.learned += self.learn(lists, "peer", upkeep);
+        round.learned += self.learn(lists, "peer", upkeep, role.kn_limit);
         if self.enough(role) || stopping() {
             return;
         }
@@ -159,7 +159,7 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
             say_seed(upkeep, seed, answer.as_ref().err(), "asking");
             lists.extend(answer.ok().map(|list| (seed, list)));
         }
-        round.learned += self.learn(lists, "seed", upkeep);
+        round.learned += self.learn(lists, "seed", upkeep, role.kn_limit);
     }
 
     /// `GET /nodes/` from each of `nodes` in parallel, in their order.
@@ -225,8 +225,16 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
         }
     }
 
-    /// Merges the lists that peers (or seeds) answered; returns how many nodes were new.
-    fn learn(&self, lists: Vec<(&Node, PeerList)>, what: &str, upkeep: &Upkeep) -> usize {
+    /// Merges the lists that peers (or seeds) answered, at most `most` new nodes from each
+    /// (SPEC §11); returns how many nodes were new.
+    fn learn(
+        &self,
+        lists: Vec<(&Node, PeerList)>,
+        what: &str,
+        upkeep: &mut Upkeep,
+        most: usize,
+    ) -> usize {
+        let known = self.members.snapshot();
         let mut merged = Vec::new();
         for (from, list) in lists {
             if list.invalid > 0 {
@@ -235,8 +243,14 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
                     list.invalid
                 );
             }
-            merged.extend(list.nodes.into_iter().filter(|n| upkeep.learnable(n)));
+            let fresh: Vec<Node> = list
+                .nodes
+                .into_iter()
+                .filter(|n| upkeep.learnable(n) && !known.nodes.contains(n))
+                .collect();
+            merged.extend(upkeep.pick(fresh, most));
         }
+        drop(known);
         if merged.is_empty() {
             return 0;
         }

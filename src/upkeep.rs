@@ -48,6 +48,8 @@ pub struct Upkeep {
     removed: HashMap<Node, Instant>,
     /// Seeds whose last request failed, and whether that was said in the current cycle.
     seeds_down: HashMap<Node, bool>,
+    /// Picks which of a peer's new nodes are learned.
+    rng: fastrand::Rng,
 }
 
 impl Upkeep {
@@ -62,7 +64,26 @@ impl Upkeep {
             failures: HashMap::new(),
             removed: HashMap::new(),
             seeds_down: HashMap::new(),
+            rng: fastrand::Rng::new(),
         }
+    }
+
+    /// The same bookkeeping, with its random choices drawn from `seed` (the simulator's
+    /// processes, replayable).
+    pub fn with_seed(mut self, seed: u64) -> Upkeep {
+        self.rng = fastrand::Rng::with_seed(seed);
+        self
+    }
+
+    /// At most `most` of `fresh` (nodes one answer listed that are not known yet), chosen at
+    /// random: SPEC §11 takes at most `--kn_limit` new nodes from any one answer per round,
+    /// so that one answer cannot fill the table, and a whole list answered oldest first does
+    /// not make its oldest nodes everyone's peers.
+    pub fn pick(&mut self, fresh: Vec<Node>, most: usize) -> Vec<Node> {
+        if fresh.len() <= most {
+            return fresh;
+        }
+        self.rng.choose_multiple(fresh, most)
     }
 
     /// Starts a round at `now`: quarantines that have run out end, and seed failures may be

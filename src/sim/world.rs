@@ -234,7 +234,10 @@ impl Simulation {
             kind,
             store: Arc::new(MemoryStore::new(rules, NodeSet::new())),
             role,
-            upkeep: Mutex::new(Upkeep::new(self.config.fail_limit, self.config.upd_int)),
+            upkeep: Mutex::new(
+                Upkeep::new(self.config.fail_limit, self.config.upd_int)
+                    .with_seed(self.rng.u64(..)),
+            ),
             rng: Mutex::new(fastrand::Rng::with_seed(self.rng.u64(..))),
             net: Mutex::new(fastrand::Rng::with_seed(self.rng.u64(..))),
             life: AtomicU8::new(ALIVE),

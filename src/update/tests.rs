@@ -186,6 +186,31 @@ fn a_node_short_of_peers_asks_its_peers_then_the_seeds() {
 }
 
 #[test]
+fn at_most_kn_limit_new_nodes_are_taken_from_one_answer() {
+    let big: Vec<Node> = (1000..2000).map(n).collect();
+    let net = FakeNet {
+        online: [n(1), n(900)].into(),
+        lists: HashMap::from([(n(1), big.clone()), (n(900), big)]),
+        ..FakeNet::default()
+    };
+    let updater = Updater {
+        members: store(&[n(1)], Some(&n(100))),
+        transport: net,
+        clock: Still(Instant::now()),
+        role: Role::Node(node_role(3)),
+    };
+    let mut upkeep = Upkeep::new(1, Duration::from_secs(60)).with_seed(5);
+    let round = updater.round(&mut upkeep, &never);
+    // Three from the peer (which is then enough: the seed is not asked), chosen at random
+    // rather than the answer's first three.
+    assert_eq!(round.learned, 3);
+    assert_eq!(updater.transport.asked("fetch"), vec![1]);
+    let learned = ports(&updater.members);
+    assert_eq!(learned.len(), 4);
+    assert_ne!(&learned[1..], &[1000, 1001, 1002], "a random choice");
+}
+
+#[test]
 fn the_seed_step_is_skipped_when_peers_gave_enough() {
     let net = FakeNet {
         online: [n(1), n(900)].into(),
