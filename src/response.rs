@@ -1,10 +1,11 @@
 //! An answer as plain data: status, the few headers the API sets, and the body. `routes`
 //! decides it, `server` alone turns it into bytes on a socket.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 
+use crate::nodes::Node;
 use crate::store::Snapshot;
 
 /// The Content-Type of every JSON answer.
@@ -31,6 +32,10 @@ pub enum Payload {
     Owned(Vec<u8>),
     /// The committed list's JSON, shared rather than copied.
     List(Arc<Snapshot>),
+    /// A sample of the known nodes (`GET /nodes/` beyond `--list_limit`, `?limit=N`), as
+    /// nodes; their JSON array is made on first use. The simulator reads the nodes without
+    /// making it.
+    Sample(Vec<Node>, OnceLock<Vec<u8>>),
 }
 
 impl AsRef<[u8]> for Payload {
@@ -39,6 +44,10 @@ impl AsRef<[u8]> for Payload {
             Payload::Empty => &[],
             Payload::Owned(bytes) => bytes,
             Payload::List(snapshot) => snapshot.json(),
+            // Serializing our own types to memory cannot fail.
+            Payload::Sample(nodes, json) => {
+                json.get_or_init(|| serde_json::to_vec(nodes).unwrap_or_default())
+            }
         }
     }
 }
@@ -70,6 +79,15 @@ impl Response {
     pub fn list(snapshot: Arc<Snapshot>) -> Response {
         Response {
             body: Payload::List(snapshot),
+            content_type: Some(JSON),
+            ..Response::empty(200)
+        }
+    }
+
+    /// A sample of the known nodes, as a JSON array.
+    pub fn sample(nodes: Vec<Node>) -> Response {
+        Response {
+            body: Payload::Sample(nodes, OnceLock::new()),
             content_type: Some(JSON),
             ..Response::empty(200)
         }

@@ -399,7 +399,8 @@ fn listing(snapshot: &Arc<Snapshot>, most: usize, rng: &mut fastrand::Rng) -> Re
     if snapshot.nodes.len() <= most {
         return Response::list(Arc::clone(snapshot));
     }
-    Response::json(200, &snapshot.nodes.sample(most, rng))
+    let sample = snapshot.nodes.sample(most, rng);
+    Response::sample(sample.into_iter().cloned().collect())
 }
 
 fn parse_node(body: &[u8]) -> Result<Node, Response> {
