@@ -214,6 +214,10 @@ pub(crate) fn read_list(body: &Payload) -> Result<PeerList, PeerError> {
             nodes: snapshot.nodes.as_slice().to_vec(),
             invalid: 0,
         }),
+        Payload::Sample(nodes, _) => Ok(PeerList {
+            nodes: nodes.clone(),
+            invalid: 0,
+        }),
         Payload::Owned(bytes) => peers::parse_list(bytes),
         Payload::Empty => peers::parse_list(b""),
     }
@@ -224,13 +228,16 @@ pub(crate) fn body_len(response: &Response) -> u64 {
     match &response.body {
         Payload::Empty => 0,
         Payload::Owned(bytes) => bytes.len() as u64,
-        Payload::List(snapshot) => {
-            let nodes = snapshot.nodes.as_slice();
-            // `[`, `]`, and a comma between entries.
-            let frame = 2 + nodes.len().saturating_sub(1) as u64;
-            frame + nodes.iter().map(json_len).sum::<u64>()
-        }
+        Payload::List(snapshot) => list_len(snapshot.nodes.as_slice()),
+        Payload::Sample(nodes, _) => list_len(nodes),
     }
+}
+
+/// The length of `nodes` as a JSON array.
+fn list_len(nodes: &[Node]) -> u64 {
+    // `[`, `]`, and a comma between entries.
+    let frame = 2 + nodes.len().saturating_sub(1) as u64;
+    frame + nodes.iter().map(json_len).sum::<u64>()
 }
 
 /// The length of `node`'s JSON, `{"ip_address":"127.0.0.1","port":55000}`: counted for an
@@ -265,6 +272,12 @@ mod tests {
 
     #[test]
     fn json_len_counts_what_serde_writes() {
+        let nodes = vec![
+            Node::new("127.0.0.1", 1).unwrap(),
+            Node::new("127.1.2.3", 42020).unwrap(),
+        ];
+        let response = Response::sample(nodes);
+        assert_eq!(body_len(&response), response.body.as_ref().len() as u64);
         for (host, port) in [("127.0.0.1", 1), ("127.255.10.100", 55000), ("::1", 80)] {
             let node = Node::new(host, port).unwrap();
             let json = serde_json::to_vec(&node).unwrap();
