@@ -344,7 +344,7 @@ fn probe_answers(sim: &mut Simulation) -> Answers {
     let sim = &*sim;
     let ask = |tally: &mut Tally, j: usize, target: &str| {
         let response = sim.serve(j, "GET", target, b"", asker);
-        if let Ok(list) = read_list(&response.body) {
+        if let Ok(list) = read_list(response.body) {
             for node in &list.nodes {
                 tally.add(&classify(sim, node));
             }

@@ -102,11 +102,11 @@ impl<'a> Net<'a> {
             None => Fate::TimedOut,
             Some(Target::Sybil(k)) => Fate::Answered(Target::Sybil(*k)),
             Some(Target::Proc(j)) => {
-                let peer = &sim.procs[*j as usize];
-                if peer.side.load(Relaxed) != me.side.load(Relaxed) {
+                let reach = sim.reach[*j as usize];
+                if reach >> 2 != me.side {
                     Fate::TimedOut
                 } else {
-                    match peer.life.load(Relaxed) {
+                    match reach & 3 {
                         ALIVE => Fate::Answered(Target::Proc(*j)),
                         REFUSED => Fate::Refused,
                         BLACK_HOLE => Fate::TimedOut,
@@ -174,7 +174,7 @@ impl Transport for Net<'_> {
         if response.status != 200 {
             return Err(PeerError::Status(response.status));
         }
-        read_list(&response.body)
+        read_list(response.body)
     }
 
     fn each(&self, n: usize, work: &(dyn Fn(usize) + Sync)) {
@@ -208,17 +208,14 @@ impl<'a> Net<'a> {
 
 /// A `GET /nodes/` answer's entries: the committed list itself when it was answered whole
 /// (no JSON made), otherwise the body read by the client's own parser.
-pub(crate) fn read_list(body: &Payload) -> Result<PeerList, PeerError> {
+pub(crate) fn read_list(body: Payload) -> Result<PeerList, PeerError> {
     match body {
         Payload::List(snapshot) => Ok(PeerList {
             nodes: snapshot.nodes.as_slice().to_vec(),
             invalid: 0,
         }),
-        Payload::Sample(nodes, _) => Ok(PeerList {
-            nodes: nodes.clone(),
-            invalid: 0,
-        }),
-        Payload::Owned(bytes) => peers::parse_list(bytes),
+        Payload::Sample(nodes, _) => Ok(PeerList { nodes, invalid: 0 }),
+        Payload::Owned(bytes) => peers::parse_list(&bytes),
         Payload::Empty => peers::parse_list(b""),
     }
 }

@@ -4,7 +4,7 @@
 //! process's `MemoryStore` — the same steps `server.rs` takes, without sockets.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -84,9 +84,9 @@ pub(crate) struct Proc {
     /// The RNG of this process's outgoing calls: latency and loss.
     pub(crate) net: Mutex<fastrand::Rng>,
     /// `ALIVE`, `REFUSED` or `BLACK_HOLE`.
-    pub(crate) life: AtomicU8,
+    pub(crate) life: u8,
     /// The side of a partition it is on.
-    pub(crate) side: AtomicU8,
+    pub(crate) side: u8,
     pub(crate) traffic: Traffic,
     /// Simulated time its last round took, in nanoseconds.
     pub(crate) round_ns: AtomicU64,
@@ -98,7 +98,7 @@ pub(crate) struct Proc {
 
 impl Proc {
     pub(crate) fn alive(&self) -> bool {
-        self.life.load(Relaxed) == ALIVE
+        self.life == ALIVE
     }
 
     /// An honest node (observers included) that is alive.
@@ -120,6 +120,9 @@ pub struct Simulation {
     pub(crate) config: Config,
     pub(crate) procs: Vec<Proc>,
     pub(crate) index: FxMap<u64, Target>,
+    /// Each process's `life` and `side` (`life | side << 2`), side by side: every request
+    /// reads its target's, and one cache line holds 64 of them.
+    pub(crate) reach: Vec<u8>,
     pub(crate) attacker: Option<Attacker>,
     /// The world's own choices: the order of rounds, who leaves, which nodes are probed.
     pub(crate) rng: fastrand::Rng,
@@ -174,6 +177,7 @@ impl Simulation {
             api_node: api(config.list_limit),
             procs: Vec::new(),
             index: FxMap::default(),
+            reach: Vec::new(),
             attacker: None,
             epoch: Instant::now(),
             round: 0,
@@ -240,8 +244,8 @@ impl Simulation {
             ),
             rng: Mutex::new(fastrand::Rng::with_seed(self.rng.u64(..))),
             net: Mutex::new(fastrand::Rng::with_seed(self.rng.u64(..))),
-            life: AtomicU8::new(ALIVE),
-            side: AtomicU8::new(0),
+            life: ALIVE,
+            side: 0,
             traffic: Traffic::default(),
             round_ns: AtomicU64::new(0),
             died: None,
@@ -371,7 +375,7 @@ impl Simulation {
             .partition
             .is_some_and(|(from, to)| (from..to).contains(&r));
         let mut seed = 0;
-        for (i, proc) in self.procs.iter().enumerate() {
+        for (i, proc) in self.procs.iter_mut().enumerate() {
             let side = match proc.kind {
                 _ if !cut => 0,
                 Kind::Seed => {
@@ -380,8 +384,9 @@ impl Simulation {
                 }
                 _ => (i % 2) as u8,
             };
-            proc.side.store(side, Relaxed);
+            proc.side = side;
         }
+        self.reach = self.procs.iter().map(|p| p.life | p.side << 2).collect();
     }
 
     /// `count` distinct live honest nodes (not observers), chosen at random.
@@ -396,7 +401,7 @@ impl Simulation {
 
     fn kill(&mut self, i: usize, life: u8, r: usize) {
         let proc = &mut self.procs[i];
-        proc.life.store(life, Relaxed);
+        proc.life = life;
         proc.died = Some(r);
     }
 
