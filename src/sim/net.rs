@@ -263,6 +263,20 @@ pub(crate) fn json_len(node: &Node) -> u64 {
     }
 }
 
+/// An `io::Write` that only counts.
+struct Counter(u64);
+
+impl io::Write for Counter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0 += bytes.len() as u64;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,19 +294,5 @@ mod tests {
             let json = serde_json::to_vec(&node).unwrap();
             assert_eq!(json_len(&node), json.len() as u64, "{node}");
         }
-    }
-}
-
-/// An `io::Write` that only counts.
-struct Counter(u64);
-
-impl io::Write for Counter {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0 += bytes.len() as u64;
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
