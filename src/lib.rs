@@ -7,6 +7,7 @@
 //! reaching peers through a `transport::Transport` (`peers` is the HTTP one).
 #![forbid(unsafe_code)]
 
+pub mod address;
 pub mod config;
 pub mod daemon;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod flags;
 pub mod logging;
 pub mod nodes;
 pub mod peers;
+pub mod pyjson;
 pub mod report;
 pub mod response;
 pub mod routes;

@@ -119,21 +119,15 @@ fn json(node: &Node) -> Vec<u8> {
     serde_json::to_vec(node).unwrap_or_default()
 }
 
-/// Reads a `GET /nodes/` answer: a JSON array whose invalid entries are skipped.
+/// Reads a `GET /nodes/` answer: a JSON array whose invalid entries are skipped (read as
+/// Python's `json` reads it, see `pyjson`).
 fn parse_list(body: &[u8]) -> Result<PeerList, PeerError> {
-    let entries = match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(serde_json::Value::Array(entries)) => entries,
-        Ok(_) => return Err(PeerError::NotAList("not a JSON array".into())),
-        Err(e) => return Err(PeerError::NotAList(format!("not JSON ({e})"))),
-    };
-    let mut list = PeerList::default();
-    for entry in &entries {
-        match Node::from_value(entry) {
-            Ok(node) => list.nodes.push(node),
-            Err(_) => list.invalid += 1,
-        }
-    }
-    Ok(list)
+    let list =
+        crate::pyjson::read_node_list(body).map_err(|e| PeerError::NotAList(e.to_string()))?;
+    Ok(PeerList {
+        nodes: list.nodes,
+        invalid: list.skipped,
+    })
 }
 
 /// The cause of a failed request, from ureq's error.
