@@ -22,6 +22,7 @@ pub mod routes;
 pub mod server;
 pub mod stats;
 pub mod store;
+pub mod table;
 pub mod transport;
 pub mod update;
 pub mod upkeep;
