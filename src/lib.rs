@@ -15,6 +15,7 @@ pub mod flags;
 pub mod logging;
 pub mod nodes;
 pub mod peers;
+pub mod policy;
 pub mod pyjson;
 pub mod report;
 pub mod response;
