@@ -14,6 +14,7 @@
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
 use crate::nodes::{Group, Host, Node};
@@ -45,7 +46,8 @@ impl Source {
 pub struct Entry {
     node: Node,
     last_seen: Option<Instant>,
-    failures: u32,
+    /// Saturates at `u16::MAX`, far beyond any `--fail_limit`.
+    failures: u16,
     source: Source,
     last_ok: Option<bool>,
     /// Index into `Table::host_info`.
@@ -69,7 +71,7 @@ impl Entry {
 
     /// Consecutive failed checks since the last successful one.
     pub fn failures(&self) -> u32 {
-        self.failures
+        u32::from(self.failures)
     }
 
     /// When a check last found it online; `None` when none ever did.
@@ -111,19 +113,80 @@ struct HostInfo {
     group: u32,
 }
 
-/// An address group and its entries.
+/// An address group's entries (its key is in `Table::group_ids` only).
 #[derive(Debug, Clone)]
 struct GroupInfo {
-    key: Group,
     /// Slots of its entries, in no particular order.
-    members: Vec<u32>,
+    members: Members,
     /// Position in `Table::live_groups`.
     live_pos: u32,
 }
 
+/// Members kept inline: most groups of a diverse table hold one or two entries.
+const INLINE: usize = 5;
+
+/// The slots of one group's entries: inline up to `INLINE` of them, on the heap beyond (a
+/// heap list stays on the heap until its group empties).
+#[derive(Debug, Clone)]
+enum Members {
+    Inline { len: u8, slots: [u32; INLINE] },
+    Heap(Vec<u32>),
+}
+
+impl Default for Members {
+    fn default() -> Members {
+        Members::Inline {
+            len: 0,
+            slots: [0; INLINE],
+        }
+    }
+}
+
+impl std::ops::Deref for Members {
+    type Target = [u32];
+
+    fn deref(&self) -> &[u32] {
+        match self {
+            Members::Inline { len, slots } => &slots[..usize::from(*len)],
+            Members::Heap(slots) => slots,
+        }
+    }
+}
+
+impl Members {
+    fn push(&mut self, slot: u32) {
+        match self {
+            Members::Inline { len, slots } if usize::from(*len) < INLINE => {
+                slots[usize::from(*len)] = slot;
+                *len += 1;
+            }
+            Members::Inline { slots, .. } => {
+                let mut heap = Vec::with_capacity(2 * INLINE);
+                heap.extend_from_slice(slots);
+                heap.push(slot);
+                *self = Members::Heap(heap);
+            }
+            Members::Heap(slots) => slots.push(slot),
+        }
+    }
+
+    fn swap_remove(&mut self, i: usize) {
+        match self {
+            Members::Inline { len, slots } => {
+                let last = usize::from(*len) - 1;
+                slots[i] = slots[last];
+                *len -= 1;
+            }
+            Members::Heap(slots) => {
+                slots.swap_remove(i);
+            }
+        }
+    }
+}
+
 /// How readily an entry is evicted from its group, greatest first: its host's entries, its
 /// failed checks, then how long ago it was last seen online (never counts as longest).
-type EvictionRank = (u32, u32, Reverse<Option<Instant>>);
+type EvictionRank = (u32, u16, Reverse<Option<Instant>>);
 
 /// A hole in `Table::order` left by a removed entry.
 const VACANT: u32 = u32::MAX;
@@ -316,11 +379,14 @@ impl Table {
         if k > 0 {
             active.extend(self.live_groups.iter().map(|&g| (g, 0)));
         }
-        let mut swaps: HashMap<(u32, u32), u32> = HashMap::new();
+        let mut swaps = Swaps::default();
         while out.len() < k && !active.is_empty() {
-            rng.shuffle(&mut active);
+            // A round: the groups in a random order, shuffled as far as the round gets
+            // (Fisher–Yates one step at a time), so a small k costs little with many groups.
             let mut i = 0;
             while i < active.len() && out.len() < k {
+                let pick = rng.usize(i..active.len());
+                active.swap(i, pick);
                 let (group, drawn) = &mut active[i];
                 let members = &self.groups[*group as usize].members;
                 let mut found = None;
@@ -338,7 +404,7 @@ impl Table {
                         out.push(node);
                         i += 1;
                     }
-                    // Exhausted: the group that takes its place is still in random order.
+                    // Exhausted: the next step draws among the rest again.
                     None => {
                         active.swap_remove(i);
                     }
@@ -401,7 +467,7 @@ impl Table {
     fn evict_from(&mut self, group: u32, rng: &mut fastrand::Rng) -> Node {
         let mut best: Option<(u32, EvictionRank)> = None;
         let mut ties = 0;
-        for &slot in &self.groups[group as usize].members {
+        for &slot in self.groups[group as usize].members.iter() {
             let entry = self.at(slot);
             let key = (
                 self.host_info[entry.host as usize].count,
@@ -476,8 +542,7 @@ impl Table {
 
     fn new_group(&mut self, key: Group) -> u32 {
         let info = GroupInfo {
-            key: key.clone(),
-            members: Vec::new(),
+            members: Members::default(),
             live_pos: id(self.live_groups.len()),
         };
         let group = match self.free_groups.pop() {
@@ -515,7 +580,7 @@ impl Table {
             self.at_mut(moved).group_pos = entry.group_pos;
         }
         if self.groups[group as usize].members.is_empty() {
-            self.drop_group(group);
+            self.drop_group(group, &entry.node.host.group());
         }
         if host_gone {
             self.hosts.remove(&entry.node.host);
@@ -527,12 +592,11 @@ impl Table {
         entry
     }
 
-    fn drop_group(&mut self, group: u32) {
+    fn drop_group(&mut self, group: u32, key: &Group) {
         let info = &mut self.groups[group as usize];
-        let key = std::mem::replace(&mut info.key, Group::V4([0, 0]));
         let pos = info.live_pos as usize;
-        info.members = Vec::new();
-        self.group_ids.remove(&key);
+        info.members = Members::default();
+        self.group_ids.remove(key);
         self.live_groups.swap_remove(pos);
         if let Some(&moved) = self.live_groups.get(pos) {
             self.groups[moved as usize].live_pos = id(pos);
@@ -563,12 +627,13 @@ fn draw(
     members: &[u32],
     group: u32,
     drawn: u32,
-    swaps: &mut HashMap<(u32, u32), u32>,
+    swaps: &mut Swaps,
     rng: &mut fastrand::Rng,
 ) -> u32 {
-    let at = |swaps: &HashMap<(u32, u32), u32>, pos: u32| {
+    let key = |pos: u32| u64::from(group) << 32 | u64::from(pos);
+    let at = |swaps: &Swaps, pos: u32| {
         swaps
-            .get(&(group, pos))
+            .get(&key(pos))
             .copied()
             .unwrap_or(members[pos as usize])
     };
@@ -580,9 +645,38 @@ fn draw(
     let chosen = at(swaps, pick);
     if pick != drawn {
         let displaced = at(swaps, drawn);
-        swaps.insert((group, pick), displaced);
+        swaps.insert(key(pick), displaced);
     }
     chosen
+}
+
+/// The swaps of the lazy Fisher–Yates shuffles of one sample: (group << 32 | position) →
+/// slot. Its keys are ours (group ids and positions, never an attacker's input), so a fast
+/// fixed hash is safe here.
+type Swaps = HashMap<u64, u32, BuildHasherDefault<Mix64>>;
+
+/// SplitMix64's finaliser as a `Hasher` for one `u64`: every input bit moves every output
+/// bit, so the low bits the hash table indexes by are well spread.
+#[derive(Default)]
+struct Mix64(u64);
+
+impl Hasher for Mix64 {
+    fn finish(&self) -> u64 {
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 /// An index as `u32`: the table holds fewer than 2³² entries.

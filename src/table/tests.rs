@@ -425,3 +425,78 @@ fn fenwick_selects_the_kth_set_position() {
         assert_eq!(built.select(k), k);
     }
 }
+
+/// Not a check: the cost of the operations on a 1,000-entry table, printed. Run with
+/// `cargo test --release --lib table::tests::measure -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn measure_costs_on_a_1000_entry_table() {
+    use std::hint::black_box;
+    fn time<T>(what: &str, runs: u32, mut f: impl FnMut(u32) -> T) {
+        let start = Instant::now();
+        for i in 0..runs {
+            black_box(f(i));
+        }
+        let each = start.elapsed() / runs;
+        eprintln!("{what:<50} {:>9.2} µs", each.as_secs_f64() * 1e6);
+    }
+    // Entry i of 1,000 in one of `groups` IPv6 /32s, one host per entry.
+    let spread =
+        |i: u32, groups: u32| Node::new(&format!("2001:{:x}::{:x}", i % groups, i + 1), 1).unwrap();
+    let mut rng = rng();
+    for groups in [1, 100, 1000] {
+        let mut table = Table::new();
+        for i in 0..1000 {
+            table.admit(spread(i, groups), Source::Learned, 1000, &mut rng);
+        }
+        let nodes: Vec<Node> = table.iter().map(|e| e.node().clone()).collect();
+        let label = |what: &str| format!("{groups:>4} groups: {what}");
+        time(&label("admit of a known node"), 10_000, |i| {
+            table.admit(
+                nodes[i as usize % 1000].clone(),
+                Source::Learned,
+                1000,
+                &mut rng,
+            )
+        });
+        time(&label("remove, then admit below the cap"), 10_000, |i| {
+            let node = &nodes[i as usize % 1000];
+            table.remove(node);
+            table.admit(node.clone(), Source::Learned, 1000, &mut rng)
+        });
+        let now = Instant::now();
+        time(&label("record_check"), 100_000, |i| {
+            table
+                .record_check(&nodes[i as usize % 1000], i % 3 != 0, now)
+                .is_some()
+        });
+        for k in [10, 100, 1000] {
+            time(&label(&format!("sample({k})")), 2_000, |_| {
+                table.sample(k, &mut rng).len()
+            });
+        }
+        time(
+            &label("sample_where(10, last check ok: 2/3)"),
+            2_000,
+            |_| {
+                let ok = |e: &Entry| e.last_ok() == Some(true);
+                table.sample_where(10, &mut rng, ok).len()
+            },
+        );
+        time(&label("random"), 100_000, |_| {
+            table.random(&mut rng).is_some()
+        });
+        time(&label("clone"), 1_000, |_| table.clone().len());
+        let mut at = 0u32;
+        time(&label("admit to a full table, evicting"), 9_500, |_| {
+            at += 1;
+            // A newcomer from a fresh group each time: evicts from a largest group.
+            let node = Node::new(&format!("2002:{at:x}::1"), 1).unwrap();
+            table.admit(node, Source::Learned, 1000, &mut rng)
+        });
+        assert!(table.vacant > 0, "get(i) measured through the Fenwick tree");
+        time(&label("get(i) after removals"), 100_000, |i| {
+            table.get(i as usize % 1000).is_some()
+        });
+    }
+}
