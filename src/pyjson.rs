@@ -39,6 +39,8 @@ pub const MAX_REASONS: usize = 100;
 pub struct NodeList {
     /// The valid entries, in the order of the list (duplicates included: the caller decides).
     pub nodes: Vec<Node>,
+    /// The position in the list (from 0) of each of `nodes`, for warnings.
+    pub positions: Vec<u32>,
     /// How many entries were skipped.
     pub skipped: usize,
     /// The first [`MAX_REASONS`] skipped entries with their reasons.
@@ -124,7 +126,11 @@ pub fn read_node_list(bytes: &[u8]) -> Result<NodeList, ListError> {
             reader.ws();
             let start = reader.pos;
             match reader.node().map_err(ListError::NotJson)? {
-                Ok(node) => list.nodes.push(node),
+                Ok(node) => {
+                    list.nodes.push(node);
+                    list.positions
+                        .push(u32::try_from(index).unwrap_or(u32::MAX));
+                }
                 Err(error) => {
                     list.skipped += 1;
                     if list.reasons.len() < MAX_REASONS {

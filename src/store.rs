@@ -354,16 +354,18 @@ pub fn load(path: &Path, max_nodes: usize, own: &[Node]) -> Result<(NodeSet, Vec
             list.skipped - list.reasons.len()
         ));
     }
-    for node in list.nodes {
+    for (node, i) in list.nodes.into_iter().zip(list.positions) {
         if own.contains(&node) {
-            warnings.push(format!("{file}: skipping {node}: it is this process"));
+            warnings.push(format!(
+                "{file}: skipping entry {i} {node}: it is this process"
+            ));
         } else if nodes.len() >= max_nodes {
             warnings.push(format!(
-                "{file}: skipping {node} and the rest: --max_nodes is {max_nodes}"
+                "{file}: skipping entries from {i} on: --max_nodes is {max_nodes}"
             ));
             break;
         } else if !nodes.insert(node.clone()) {
-            warnings.push(format!("{file}: skipping {node}: a duplicate"));
+            warnings.push(format!("{file}: skipping entry {i} {node}: a duplicate"));
         }
     }
     Ok((nodes, warnings))

@@ -326,3 +326,11 @@ fn an_empty_body_or_empty_object_registers_nothing() {
         Err(NodeError::MissingKey("ip_address"))
     );
 }
+
+#[test]
+fn good_entries_carry_their_position_in_the_list() {
+    let text = format!("[7, {GOOD}, null, {GOOD}]");
+    let list = read_node_list(text.as_bytes()).unwrap();
+    assert_eq!(list.nodes, [good(), good()]);
+    assert_eq!(list.positions, [1, 3]);
+}
