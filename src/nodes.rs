@@ -10,12 +10,15 @@ use std::net::IpAddr;
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 use serde_json::Value;
 
+/// The address part of a node, its group and scope (defined in `address`).
 pub use crate::address::{Group, Host, Scope, never_peer};
 
 /// A network node: identity is the canonical (host, port) pair (SPEC §1).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Node {
+    /// The address, canonical: also what tells entries of one address group apart.
     pub host: Host,
+    /// 1..=65535.
     pub port: u16,
 }
 

@@ -26,13 +26,23 @@ pub enum Refusal {
     /// An address that can never be a peer (what a name may resolve to: `0.0.0.0`,
     /// multicast…; see `nodes::never_peer`).
     NeverPeer {
+        /// The address, canonical.
         address: IpAddr,
+        /// Why, from `nodes::never_peer`.
         reason: &'static str,
     },
     /// Loopback or link-local, without `--allow_local`.
-    Local { address: String, scope: Scope },
+    Local {
+        /// The address or `localhost` name, as displayed.
+        address: String,
+        scope: Scope,
+    },
     /// Private or shared, with `--public_only`.
-    NotPublic { address: String, scope: Scope },
+    NotPublic {
+        /// The address, as displayed.
+        address: String,
+        scope: Scope,
+    },
 }
 
 impl fmt::Display for Refusal {
@@ -123,6 +133,7 @@ pub enum SourceKey {
 }
 
 impl SourceKey {
+    /// The source an address belongs to.
     pub fn of(ip: IpAddr) -> SourceKey {
         match ip.to_canonical() {
             IpAddr::V4(v4) => SourceKey::V4(v4),
@@ -153,6 +164,7 @@ impl fmt::Display for SourceKey {
 /// `Retry-After` header. At least 1, at most [`MAX_RETRY_AFTER`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryAfter {
+    /// Whole seconds, 1..=`MAX_RETRY_AFTER`.
     pub seconds: u64,
 }
 

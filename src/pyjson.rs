@@ -71,7 +71,9 @@ impl fmt::Display for Skipped {
 pub struct SyntaxError {
     /// What the reader expected, e.g. "expected ',' or ']'".
     pub expected: &'static str,
+    /// Line, from 1.
     pub line: usize,
+    /// Column in characters, from 1.
     pub column: usize,
 }
 

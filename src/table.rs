@@ -59,6 +59,7 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The node (canonical host and port).
     pub fn node(&self) -> &Node {
         &self.node
     }
@@ -217,6 +218,7 @@ pub struct Table {
 }
 
 impl Table {
+    /// An empty table.
     pub fn new() -> Table {
         Table::default()
     }
@@ -226,6 +228,7 @@ impl Table {
         self.index.len()
     }
 
+    /// Whether it has no entry.
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
     }
@@ -244,6 +247,7 @@ impl Table {
             .unwrap_or(0)
     }
 
+    /// Whether `node` (in canonical form) is known.
     pub fn contains(&self, node: &Node) -> bool {
         self.slot_of(node).is_some()
     }
