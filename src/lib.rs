@@ -7,6 +7,7 @@
 //! reaching peers through a `transport::Transport` (`peers` is the HTTP one).
 #![forbid(unsafe_code)]
 
+pub mod address;
 pub mod config;
 pub mod daemon;
 pub mod error;
@@ -14,6 +15,8 @@ pub mod flags;
 pub mod logging;
 pub mod nodes;
 pub mod peers;
+pub mod policy;
+pub mod pyjson;
 pub mod report;
 pub mod response;
 pub mod routes;
@@ -21,6 +24,7 @@ pub mod server;
 pub mod sim;
 pub mod stats;
 pub mod store;
+pub mod table;
 pub mod transport;
 pub mod update;
 pub mod upkeep;

@@ -1,6 +1,8 @@
 //! The node object (SPEC §1): validation with a precise reason for each rejection, the
 //! canonical form that decides identity, and `NodeSet`, the ordered set of known nodes.
+//! The address itself (parsing, scope, group) is `address`; reading JSON text is `pyjson`.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 use std::net::IpAddr;
@@ -8,115 +10,46 @@ use std::net::IpAddr;
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 use serde_json::Value;
 
-/// The address part of a node, in canonical form.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Host {
-    /// An IP literal; displayed in Rust's canonical form (`::1`, not `0:0:0:0:0:0:0:1`).
-    Ip(IpAddr),
-    /// An RFC 1123 hostname, lowercased.
-    Name(Box<str>),
-}
+/// The address part of a node, its group and scope (defined in `address`).
+pub use crate::address::{Group, Host, Scope, never_peer};
 
-impl fmt::Display for Host {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Host::Ip(ip) => ip.fmt(f),
-            Host::Name(name) => f.write_str(name),
-        }
-    }
-}
-
-impl Host {
-    /// Parses and canonicalises an `ip_address` value.
-    pub fn parse(text: &str) -> Result<Host, NodeError> {
-        let bad = |reason: &'static str| NodeError::BadAddress {
-            address: text.to_owned(),
-            reason,
-        };
-        if text.is_empty() {
-            return Err(bad("it is empty"));
-        }
-        if let Ok(ip) = text.parse::<IpAddr>() {
-            if ip.is_unspecified() {
-                return Err(bad("the unspecified address is not a node address"));
-            }
-            return Ok(Host::Ip(ip));
-        }
-        if text.starts_with('[') {
-            return Err(bad("IPv6 addresses are written without brackets"));
-        }
-        if text.contains(':') {
-            return Err(bad("it is not a valid IPv6 address"));
-        }
-        if text.len() > 253 {
-            return Err(bad("a hostname has at most 253 characters"));
-        }
-        for label in text.split('.') {
-            if label.is_empty() {
-                return Err(bad("a hostname label is empty"));
-            }
-            if label.len() > 63 {
-                return Err(bad("a hostname label has at most 63 characters"));
-            }
-            if !label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            {
-                return Err(bad("a hostname has only letters, digits, '-' and '.'"));
-            }
-            if label.starts_with('-') || label.ends_with('-') {
-                return Err(bad("a hostname label cannot start or end with '-'"));
-            }
-        }
-        // RFC 1123 §2.1: a top-level label is never all digits, so `1.2.3` or `256.1.1.1`
-        // are malformed IPv4 addresses rather than hostnames.
-        if text
-            .rsplit('.')
-            .next()
-            .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
-        {
-            return Err(bad("it is not a valid IPv4 address"));
-        }
-        Ok(Host::Name(text.to_ascii_lowercase().into_boxed_str()))
-    }
-
-    /// True for 127.0.0.0/8, `::1` and IPv4-mapped loopback.
-    pub fn is_loopback(&self) -> bool {
-        match self {
-            Host::Ip(ip) => ip.to_canonical().is_loopback(),
-            Host::Name(_) => false,
-        }
-    }
-}
-
-/// A network node: identity is the canonical (host, port) pair.
+/// A network node: identity is the canonical (host, port) pair (SPEC §1).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Node {
+    /// The address, canonical: also what tells entries of one address group apart.
     pub host: Host,
+    /// 1..=65535.
     pub port: u16,
 }
 
-/// Why a value is not a valid node. Each variant's message says what was wrong.
+/// Why a value is not a valid node. Each variant's message says what was wrong, in the terms
+/// of the JSON the user sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeError {
-    /// The bytes are not JSON at all.
+    /// The bytes are not JSON at all (as Python's `json` reads it, see `pyjson`); the text
+    /// says where.
     NotJson(String),
-    /// Valid JSON, but not an object.
+    /// Valid JSON, but not an object; holds the kind of value it is ("an array").
     NotObject(&'static str),
     /// One of the two keys is absent.
     MissingKey(&'static str),
-    /// A key other than `ip_address` and `port`.
+    /// A key other than `ip_address` and `port` (shortened when long).
     UnknownKey(String),
-    /// `ip_address` is not a string.
+    /// `ip_address` or `port` appears twice in one object (Python would keep the last; we
+    /// refuse rather than guess).
+    RepeatedKey(&'static str),
+    /// `ip_address` is not a string; holds the kind of value it is.
     AddressNotString(&'static str),
-    /// `ip_address` is a string but not an IP literal or hostname.
+    /// `ip_address` is a string but not an address that can be a node.
     BadAddress {
+        /// The text as given.
         address: String,
-        reason: &'static str,
+        /// Why, in the user's terms, with the text to give instead when recognisable.
+        reason: String,
     },
-    /// `port` is not a JSON integer.
+    /// `port` is not a JSON integer; holds the kind of value it is ("NaN").
     PortNotInteger(&'static str),
-    /// `port` is an integer outside 1..=65535.
+    /// `port` is an integer outside 1..=65535; holds its digits (shortened when long).
     PortOutOfRange(String),
 }
 
@@ -133,13 +66,17 @@ impl fmt::Display for NodeError {
                 f,
                 "unknown key \"{key}\": a node has only \"ip_address\" and \"port\""
             ),
+            NodeError::RepeatedKey(key) => {
+                write!(f, "the key \"{key}\" appears twice in the node")
+            }
             NodeError::AddressNotString(kind) => {
                 write!(f, "\"ip_address\" must be a string, got {kind}")
             }
             NodeError::BadAddress { address, reason } => {
                 write!(
                     f,
-                    "\"ip_address\" {address:?} is not a valid address: {reason}"
+                    "\"ip_address\" {:?} is not a valid address: {reason}",
+                    shorten(address, 100)
                 )
             }
             NodeError::PortNotInteger(kind) => {
@@ -154,7 +91,107 @@ impl fmt::Display for NodeError {
 
 impl std::error::Error for NodeError {}
 
-/// The JSON type of a value, as a user would name it in an error message.
+/// `text`, cut after `most` characters with an ellipsis.
+pub(crate) fn shorten(text: &str, most: usize) -> Cow<'_, str> {
+    match text.char_indices().nth(most) {
+        None => Cow::Borrowed(text),
+        Some((cut, _)) => Cow::Owned(format!("{}…", &text[..cut])),
+    }
+}
+
+/// The value of one field of a node object, as a JSON reader found it.
+#[derive(Debug)]
+pub(crate) enum Field<'a> {
+    /// A string.
+    Str(Cow<'a, str>),
+    /// An integer of any size, as its decimal text (`-12`).
+    Int(Cow<'a, str>),
+    /// Anything else, by the name of its kind ("a boolean", "NaN").
+    Other(&'static str),
+}
+
+impl Field<'_> {
+    /// The kind of value, as a user would name it in an error message.
+    fn kind(&self) -> &'static str {
+        match self {
+            Field::Str(_) => "a string",
+            Field::Int(_) => "a number",
+            Field::Other(kind) => kind,
+        }
+    }
+}
+
+/// What a JSON reader found in a node object: the two fields, the first other key, and the
+/// first key given twice. [`Fields::into_node`] decides, so that every reader gives the same
+/// verdict with the same reason.
+#[derive(Debug, Default)]
+pub(crate) struct Fields<'a> {
+    address: Option<Field<'a>>,
+    port: Option<Field<'a>>,
+    unknown: Option<String>,
+    repeated: Option<&'static str>,
+}
+
+impl<'a> Fields<'a> {
+    /// Whether `key` is one whose value the verdict reads (so the reader must read it, not
+    /// skip it).
+    pub(crate) fn wants(&self, key: &str) -> bool {
+        match key {
+            "ip_address" => self.address.is_none(),
+            "port" => self.port.is_none(),
+            _ => false,
+        }
+    }
+
+    /// Records the value of `key` (read when [`Fields::wants`] said so).
+    pub(crate) fn set(&mut self, key: &str, value: Field<'a>) {
+        match key {
+            "ip_address" => self.address = Some(value),
+            "port" => self.port = Some(value),
+            _ => {}
+        }
+    }
+
+    /// Records a key whose value is not read: an unknown key, or a repeated one.
+    pub(crate) fn skip(&mut self, key: &str) {
+        match key {
+            "ip_address" => self.repeated = self.repeated.or(Some("ip_address")),
+            "port" => self.repeated = self.repeated.or(Some("port")),
+            _ if self.unknown.is_none() => self.unknown = Some(shorten(key, 64).into_owned()),
+            _ => {}
+        }
+    }
+
+    /// The verdict of SPEC §1 on these fields.
+    pub(crate) fn into_node(self) -> Result<Node, NodeError> {
+        if let Some(key) = self.unknown {
+            return Err(NodeError::UnknownKey(key));
+        }
+        if let Some(key) = self.repeated {
+            return Err(NodeError::RepeatedKey(key));
+        }
+        let address = match self.address {
+            None => return Err(NodeError::MissingKey("ip_address")),
+            Some(Field::Str(address)) => address,
+            Some(other) => return Err(NodeError::AddressNotString(other.kind())),
+        };
+        let port = match self.port {
+            None => return Err(NodeError::MissingKey("port")),
+            Some(Field::Int(digits)) => digits,
+            Some(other) => return Err(NodeError::PortNotInteger(other.kind())),
+        };
+        let port = match port.parse::<u16>() {
+            Ok(p @ 1..=65535) => p,
+            _ => return Err(NodeError::PortOutOfRange(shorten(&port, 24).into_owned())),
+        };
+        Ok(Node {
+            host: Host::parse(&address)?,
+            port,
+        })
+    }
+}
+
+/// The kind of a serde_json value, as a user would name it in an error message.
 fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
@@ -179,45 +216,50 @@ impl Node {
         })
     }
 
-    /// Parses a request body: JSON text holding one node object.
+    /// Parses a request body: JSON text holding one node object, read as Python's `json`
+    /// reads it (see `pyjson`), so `{"ip_address": "127.0.0.1", "port": NaN}` is told that
+    /// the port is not an integer rather than that the body is not JSON.
     pub fn from_json(body: &[u8]) -> Result<Node, NodeError> {
-        let value: Value =
-            serde_json::from_slice(body).map_err(|e| NodeError::NotJson(e.to_string()))?;
-        Node::from_value(&value)
+        crate::pyjson::read_node(body)
     }
 
-    /// Validates a JSON value as a node object (SPEC §1).
+    /// Parses a body that may register a node (`GET /nodes/`, SPEC §2): `Ok(None)` for an
+    /// empty (or all-whitespace) body and for `{}`, otherwise as [`Node::from_json`].
+    pub fn from_optional_json(body: &[u8]) -> Result<Option<Node>, NodeError> {
+        crate::pyjson::read_optional_node(body)
+    }
+
+    /// Validates a serde_json value as a node object (SPEC §1).
     pub fn from_value(value: &Value) -> Result<Node, NodeError> {
         let object = match value {
             Value::Object(object) => object,
             other => return Err(NodeError::NotObject(kind(other))),
         };
-        if let Some(extra) = object.keys().find(|k| *k != "ip_address" && *k != "port") {
-            return Err(NodeError::UnknownKey(extra.clone()));
+        let mut fields = Fields::default();
+        for (key, value) in object {
+            if !fields.wants(key) {
+                fields.skip(key);
+                continue;
+            }
+            let field = match value {
+                Value::String(text) => Field::Str(Cow::Borrowed(text)),
+                Value::Number(n) if n.is_u64() || n.is_i64() => Field::Int(n.to_string().into()),
+                other => Field::Other(kind(other)),
+            };
+            fields.set(key, field);
         }
-        let address = match object.get("ip_address") {
-            None => return Err(NodeError::MissingKey("ip_address")),
-            Some(Value::String(address)) => address,
-            Some(other) => return Err(NodeError::AddressNotString(kind(other))),
-        };
-        let port = match object.get("port") {
-            None => return Err(NodeError::MissingKey("port")),
-            Some(Value::Number(n)) if n.is_u64() || n.is_i64() => n,
-            Some(other) => return Err(NodeError::PortNotInteger(kind(other))),
-        };
-        let port = match port.as_u64() {
-            Some(p @ 1..=65535) => p as u16,
-            _ => return Err(NodeError::PortOutOfRange(port.to_string())),
-        };
-        Ok(Node {
-            host: Host::parse(address)?,
-            port,
-        })
+        fields.into_node()
     }
 
     /// The `http://host:port` origin of this node, for requests to it.
     pub fn url(&self, path: &str) -> String {
         format!("http://{self}{path}")
+    }
+
+    /// The node's address group (SPEC §11); within a group, entries are told apart by
+    /// [`Node::host`](Node).
+    pub fn group(&self) -> Group {
+        self.host.group()
     }
 }
 
@@ -345,7 +387,7 @@ mod tests {
             ),
             (
                 json!({"ip_address": "::ffff:1.2.3.4", "port": 80}),
-                "::ffff:1.2.3.4",
+                "1.2.3.4",
                 80,
             ),
             (
@@ -418,7 +460,7 @@ mod tests {
             ),
             (
                 json!({"ip_address": "fe80::1%eth0", "port": 1}),
-                "not a valid IPv6",
+                "zone index (%eth0)",
             ),
             (
                 json!({"ip_address": "256.1.1.1", "port": 1}),
@@ -435,7 +477,7 @@ mod tests {
             (json!({"ip_address": "a..b", "port": 1}), "label is empty"),
             (
                 json!({"ip_address": "example.com.", "port": 1}),
-                "label is empty",
+                "without the final dot",
             ),
             (
                 json!({"ip_address": "-a.com", "port": 1}),
@@ -449,14 +491,8 @@ mod tests {
                 json!({"ip_address": "a_b.com", "port": 1}),
                 "only letters, digits",
             ),
-            (
-                json!({"ip_address": "a b", "port": 1}),
-                "only letters, digits",
-            ),
-            (
-                json!({"ip_address": "h\u{e9}.com", "port": 1}),
-                "only letters, digits",
-            ),
+            (json!({"ip_address": "a b", "port": 1}), "no spaces"),
+            (json!({"ip_address": "h\u{e9}.com", "port": 1}), "xn-- form"),
             (
                 json!({"ip_address": "x".repeat(64), "port": 1}),
                 "at most 63 characters",
@@ -550,7 +586,9 @@ mod tests {
         for host in ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"] {
             assert!(Host::parse(host).unwrap().is_loopback(), "{host}");
         }
-        for host in ["10.0.0.1", "::2", "localhost"] {
+        // `localhost` always resolves to loopback (RFC 6761 §6.3).
+        assert!(Host::parse("localhost").unwrap().is_loopback());
+        for host in ["10.0.0.1", "::2", "localhost.example.com"] {
             assert!(!Host::parse(host).unwrap().is_loopback(), "{host}");
         }
     }

@@ -119,25 +119,19 @@ fn json(node: &Node) -> Vec<u8> {
     serde_json::to_vec(node).unwrap_or_default()
 }
 
-/// Reads a `GET /nodes/` answer's body: a JSON array whose invalid entries are skipped
-/// (SPEC §4). Public so that the simulator reads a peer's answer exactly as this client does.
+/// Reads a `GET /nodes/` answer: a JSON array whose invalid entries are skipped (read as
+/// Python's `json` reads it, see `pyjson`). Public so that the simulator reads a peer's
+/// answer exactly as this client does.
 ///
 /// # Errors
-/// `PeerError::NotAList` when the body is not JSON or not an array.
+/// `PeerError::NotAList` when the body is not a JSON array.
 pub fn parse_list(body: &[u8]) -> Result<PeerList, PeerError> {
-    let entries = match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(serde_json::Value::Array(entries)) => entries,
-        Ok(_) => return Err(PeerError::NotAList("not a JSON array".into())),
-        Err(e) => return Err(PeerError::NotAList(format!("not JSON ({e})"))),
-    };
-    let mut list = PeerList::default();
-    for entry in &entries {
-        match Node::from_value(entry) {
-            Ok(node) => list.nodes.push(node),
-            Err(_) => list.invalid += 1,
-        }
-    }
-    Ok(list)
+    let list =
+        crate::pyjson::read_node_list(body).map_err(|e| PeerError::NotAList(e.to_string()))?;
+    Ok(PeerList {
+        nodes: list.nodes,
+        invalid: list.skipped,
+    })
 }
 
 /// The cause of a failed request, from ureq's error.

@@ -17,8 +17,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
 use std::thread;
 
-use serde_json::Value;
-
 use crate::error::Error;
 use crate::nodes::{Node, NodeSet};
 
@@ -339,35 +337,35 @@ pub fn load(path: &Path, max_nodes: usize, own: &[Node]) -> Result<(NodeSet, Vec
             });
         }
     };
-    let corrupt = |reason: String| Error::Corrupt {
+    let list = crate::pyjson::read_node_list(&text).map_err(|e| Error::Corrupt {
         path: path.to_path_buf(),
-        reason,
-    };
-    let entries = match serde_json::from_slice::<Value>(&text) {
-        Ok(Value::Array(entries)) => entries,
-        Ok(_) => return Err(corrupt("the top level is not an array".into())),
-        Err(e) => return Err(corrupt(format!("not valid JSON: {e}"))),
-    };
+        reason: e.to_string(),
+    })?;
     let mut nodes = NodeSet::new();
-    let mut warnings = Vec::new();
     let file = path.display();
-    for (i, entry) in entries.iter().enumerate() {
-        match Node::from_value(entry) {
-            Err(e) => warnings.push(format!("{file}: skipping entry {i} {entry}: {e}")),
-            Ok(node) if own.contains(&node) => warnings.push(format!(
-                "{file}: skipping entry {i} {entry}: it is this process"
-            )),
-            Ok(_) if nodes.len() >= max_nodes => {
-                warnings.push(format!(
-                    "{file}: skipping entries from {i} on: --max_nodes is {max_nodes}"
-                ));
-                break;
-            }
-            Ok(node) => {
-                if !nodes.insert(node) {
-                    warnings.push(format!("{file}: skipping entry {i} {entry}: a duplicate"));
-                }
-            }
+    let mut warnings: Vec<String> = list
+        .reasons
+        .iter()
+        .map(|skipped| format!("{file}: skipping {skipped}"))
+        .collect();
+    if list.skipped > list.reasons.len() {
+        warnings.push(format!(
+            "{file}: skipping {} more invalid entries",
+            list.skipped - list.reasons.len()
+        ));
+    }
+    for (node, i) in list.nodes.into_iter().zip(list.positions) {
+        if own.contains(&node) {
+            warnings.push(format!(
+                "{file}: skipping entry {i} {node}: it is this process"
+            ));
+        } else if nodes.len() >= max_nodes {
+            warnings.push(format!(
+                "{file}: skipping entries from {i} on: --max_nodes is {max_nodes}"
+            ));
+            break;
+        } else if !nodes.insert(node.clone()) {
+            warnings.push(format!("{file}: skipping entry {i} {node}: a duplicate"));
         }
     }
     Ok((nodes, warnings))

@@ -1,29 +1,55 @@
 //! Properties of the node rules and of the known nodes, checked on many generated inputs
 //! (proptest) against simple models written from the SPEC: node parsing and canonical form
-//! (§1), `NodeSet`, and `Store` with its file through any sequence of changes, bursts of
-//! changes written together, failed writes and reopenings (§3, §4).
+//! (§1), the node-list reader (§4: one bad entry never costs the good ones), the known-node
+//! table (§11: the cap, eviction only from a strictly larger group, diverse samples),
+//! `NodeSet`, and `Store` with its file through any sequence of changes, bursts of changes
+//! written together, failed writes and reopenings (§3, §4).
+//!
+//! Nothing here starts a process: addresses outside loopback are only parsed.
 
 mod support;
 
-use std::collections::HashSet;
+use std::cmp::Reverse;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use seedmesh::nodes::{Node, NodeSet};
+use seedmesh::nodes::{Group, Node, NodeSet};
+use seedmesh::pyjson;
 use seedmesh::store::{self, Change, Outcome, Store, StoreOptions};
+use seedmesh::table::{Admission, Entry, Source, Table};
 use serde_json::{Value, json};
 use support::TempDir;
 
 // ---- Node parsing (SPEC §1) ----
 
+/// Whether SPEC §1 says `ip` can be a peer at all: not unspecified, multicast
+/// (`224.0.0.0/4`, `ff00::/8`), broadcast, reserved `240.0.0.0/4`, nor (the README's choice,
+/// RFC 1122) "this network" `0.0.0.0/8`.
+fn model_can_be_peer(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let first = v4.octets()[0];
+            first != 0 && !(224..=255).contains(&first)
+        }
+        IpAddr::V6(v6) => !v6.is_unspecified() && v6.segments()[0] >> 8 != 0xff,
+    }
+}
+
 /// The canonical form of an `ip_address` as SPEC §1 describes it, or `None` if it is not a
-/// node address: an IP literal other than the unspecified ones, in Rust's display form, or
-/// an RFC 1123 hostname, lowercased (with the README's choices: no trailing dot, and a last
-/// label that is all digits is a bad IPv4 address).
+/// node address: an IP literal that can be a peer, in Rust's display form, an IPv4-mapped
+/// IPv6 address as the IPv4 address it maps; or an RFC 1123 hostname, lowercased (with the
+/// README's choices: no trailing dot, and a last label that is all digits is a bad IPv4
+/// address).
 fn model_address(text: &str) -> Option<String> {
     if let Ok(ip) = text.parse::<IpAddr>() {
-        return (!ip.is_unspecified()).then(|| ip.to_string());
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        return model_can_be_peer(ip).then(|| ip.to_string());
     }
     if text.is_empty() || text.len() > 253 {
         return None;
@@ -67,11 +93,15 @@ fn address_text() -> impl Strategy<Value = String> {
             "[::1]",
             "fe80::1%eth0",
             "1.2.3",
-            "01.2.3.4",
-            "256.1.1.1",
+            "127.01.2.3",
+            "127.256.1.1",
             "example.com.",
             "LocalHost",
-            "::ffff:1.2.3.4",
+            "::ffff:127.1.2.3",
+            "http://127.0.0.1:5000",
+            "127.0.0.1:80",
+            "[::1]:80",
+            " localhost",
         ])
         .prop_map(String::from),
     ]
@@ -177,11 +207,323 @@ proptest! {
         let groups: Vec<String> = ip.segments().iter().map(|g| format!("{g:X}")).collect();
         let long = Node::new(&groups.join(":"), port);
         let short = Node::new(&ip.to_string(), port);
-        if ip.is_unspecified() {
-            prop_assert!(long.is_err() && short.is_err());
-        } else {
-            prop_assert_eq!(long, short);
+        prop_assert_eq!(long.is_ok(), model_address(&ip.to_string()).is_some());
+        prop_assert_eq!(long.ok(), short.ok());
+    }
+
+    #[test]
+    fn an_ipv4_address_and_its_mapped_spelling_are_one_node(ip in any::<Ipv4Addr>(), port in 1u16..) {
+        let mapped = Node::new(&ip.to_ipv6_mapped().to_string(), port);
+        let plain = Node::new(&ip.to_string(), port);
+        prop_assert_eq!(mapped.as_ref().ok(), plain.as_ref().ok());
+        prop_assert_eq!(mapped.is_err(), plain.is_err());
+        if let Ok(node) = plain {
+            prop_assert_eq!(node.host.to_string(), ip.to_string());
         }
+    }
+}
+
+// ---- The node-list reader (SPEC §4) ----
+
+/// An entry of a node list as text, with the node it holds when it is valid: what serde
+/// writes for any candidate, or what Python's `json` writes that serde refuses.
+fn list_entry() -> impl Strategy<Value = (String, Option<(String, u16)>)> {
+    let python_only = (
+        prop::sample::select(vec!["NaN", "Infinity", "-Infinity", "1e400", "\"\\ud800\""]),
+        any::<bool>(),
+    )
+        .prop_map(|(odd, in_port)| {
+            let text = if in_port {
+                format!(r#"{{"ip_address": "127.0.0.1", "port": {odd}}}"#)
+            } else {
+                format!(r#"{{"ip_address": {odd}, "port": 8}}"#)
+            };
+            (text, None)
+        });
+    prop_oneof![
+        6 => node_candidate().prop_map(|(value, verdict)| (value.to_string(), verdict)),
+        1 => python_only,
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn a_list_keeps_exactly_its_good_entries_in_order(
+        entries in proptest::collection::vec(list_entry(), 0..12),
+        pretty in any::<bool>(),
+        utf16 in any::<bool>(),
+    ) {
+        let separator = if pretty { ",\n  " } else { "," };
+        let texts: Vec<&str> = entries.iter().map(|(text, _)| text.as_str()).collect();
+        let text = format!("[{}]", texts.join(separator));
+        let bytes: Vec<u8> = if utf16 {
+            text.encode_utf16().flat_map(u16::to_le_bytes).collect()
+        } else {
+            text.into_bytes()
+        };
+        let list = pyjson::read_node_list(&bytes).expect("an array of JSON values is a list");
+        let expected: Vec<(String, u16)> = entries.iter().filter_map(|(_, v)| v.clone()).collect();
+        let got: Vec<(String, u16)> =
+            list.nodes.iter().map(|n| (n.host.to_string(), n.port)).collect();
+        prop_assert_eq!(got, expected.clone());
+        prop_assert_eq!(list.skipped, entries.len() - expected.len());
+        let bad: Vec<usize> = (0..entries.len()).filter(|&i| entries[i].1.is_none()).collect();
+        let reported: Vec<usize> = list.reasons.iter().map(|r| r.index).collect();
+        prop_assert_eq!(reported, bad);
+    }
+
+    #[test]
+    fn any_bytes_are_a_list_or_an_error_never_a_panic(
+        body in proptest::collection::vec(any::<u8>(), 0..200)
+    ) {
+        let _ = pyjson::read_node_list(&body);
+        let _ = Node::from_optional_json(&body);
+    }
+}
+
+#[test]
+fn a_nodes_file_python_wrote_loads_its_good_entries() {
+    let dir = TempDir::new("python-file");
+    let file = dir.join("nodes.json");
+    // What the original writes with json.dump after a registration of port NaN.
+    std::fs::write(
+        &file,
+        r#"[{"ip_address": "127.0.0.1", "port": 55000}, {"ip_address": "127.0.0.2", "port": NaN}]"#,
+    )
+    .unwrap();
+    let (nodes, warnings) = store::load(&file, 100, &[]).unwrap();
+    assert_eq!(nodes.as_slice(), &[n(55000)]);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("entry 1") && warnings[0].contains("got NaN"),
+        "{warnings:?}"
+    );
+    for not_a_list in ["{\"ip_address\": \"127.0.0.1\"}", "[{", "[NaN"] {
+        std::fs::write(&file, not_a_list).unwrap();
+        assert!(store::load(&file, 100, &[]).is_err(), "{not_a_list}");
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            not_a_list,
+            "left untouched"
+        );
+    }
+}
+
+// ---- The known-node table (SPEC §11) ----
+
+/// `127.g.0.h:port`: address group `127.g.0.0/16`, host h.
+fn gn(group: u8, host: u8, port: u16) -> Node {
+    Node::new(&format!("127.{group}.0.{host}"), port).unwrap()
+}
+
+#[derive(Debug, Clone)]
+enum TableOp {
+    Arrive(Node, Source),
+    Remove(prop::sample::Index),
+    Check(prop::sample::Index, bool, u64),
+}
+
+fn table_op() -> impl Strategy<Value = TableOp> {
+    // Group 0 arrives as often as all others together: an attacker filling the table.
+    let group = prop_oneof![5 => Just(0u8), 5 => 0u8..8];
+    let source = prop::sample::select(vec![
+        Source::File,
+        Source::Registered,
+        Source::Added,
+        Source::Learned,
+    ]);
+    prop_oneof![
+        8 => (group, 1u8..4, 1u16..8, source)
+            .prop_map(|(g, h, port, source)| TableOp::Arrive(gn(g, h, port), source)),
+        1 => any::<prop::sample::Index>().prop_map(TableOp::Remove),
+        3 => (any::<prop::sample::Index>(), any::<bool>(), 0u64..1000)
+            .prop_map(|(i, online, at)| TableOp::Check(i, online, at)),
+    ]
+}
+
+fn sizes<K: std::hash::Hash + Eq>(table: &Table, key: impl Fn(&Node) -> K) -> HashMap<K, usize> {
+    let mut sizes = HashMap::new();
+    for entry in table.iter() {
+        *sizes.entry(key(entry.node())).or_default() += 1;
+    }
+    sizes
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Issue 9: after any sequence of arrivals from any groups, the table never exceeds
+    /// `max_nodes`, and a group loses an entry to an arrival only while it is (one of) the
+    /// largest and the arrival's group is strictly smaller — the entry of its most
+    /// represented host, with the most failed checks, then the least recently seen.
+    #[test]
+    fn a_full_table_evicts_only_from_a_largest_group_for_a_strictly_smaller_one(
+        ops in proptest::collection::vec(table_op(), 1..150),
+        max_nodes in 1usize..12,
+        seed in any::<u64>(),
+    ) {
+        let start = Instant::now();
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut table = Table::new();
+        let mut model: Vec<Node> = Vec::new();
+        for op in ops {
+            match op {
+                TableOp::Arrive(node, source) => {
+                    let groups = sizes(&table, Node::group);
+                    let hosts = sizes(&table, |n| n.host.clone());
+                    let largest = groups.values().copied().max().unwrap_or(0);
+                    let own = groups.get(&node.group()).copied().unwrap_or(0);
+                    let known = model.contains(&node);
+                    let full = model.len() >= max_nodes;
+                    // The eviction order of every entry, before the arrival.
+                    let ranks: Vec<_> = model
+                        .iter()
+                        .map(|n| {
+                            let entry = table.entry(n).unwrap();
+                            let rank = (hosts[&n.host], entry.failures(), Reverse(entry.last_seen()));
+                            (n.clone(), rank)
+                        })
+                        .collect();
+                    match table.admit(node.clone(), source, max_nodes, &mut rng) {
+                        Admission::AlreadyKnown => prop_assert!(known),
+                        Admission::Added => {
+                            prop_assert!(!known && !full);
+                            model.push(node);
+                        }
+                        Admission::AddedEvicting(victim) => {
+                            prop_assert!(!known && full);
+                            let victim_group = victim.group();
+                            prop_assert_eq!(groups[&victim_group], largest, "from a largest group");
+                            prop_assert!(own < largest, "for a strictly smaller group");
+                            let worst = ranks
+                                .iter()
+                                .filter(|(n, _)| n.group() == victim_group)
+                                .map(|(_, r)| *r)
+                                .max();
+                            let victim_rank = ranks.iter().find(|(n, _)| *n == victim).map(|(_, r)| *r);
+                            prop_assert_eq!(victim_rank, worst, "the right entry of it");
+                            model.retain(|n| *n != victim);
+                            model.push(node);
+                        }
+                        Admission::Full => prop_assert!(!known && full && own == largest),
+                    }
+                }
+                TableOp::Remove(index) => {
+                    if !model.is_empty() {
+                        let node = model.remove(index.index(model.len()));
+                        prop_assert!(table.remove(&node).is_some());
+                    }
+                }
+                TableOp::Check(index, online, at) => {
+                    if !model.is_empty() {
+                        let node = &model[index.index(model.len())];
+                        let now = start + Duration::from_millis(at);
+                        prop_assert!(table.record_check(node, online, now).is_some());
+                    }
+                }
+            }
+            prop_assert!(table.len() <= max_nodes);
+            let listed: Vec<Node> = table.iter().map(|e| e.node().clone()).collect();
+            prop_assert_eq!(&listed, &model);
+            for (i, node) in model.iter().enumerate() {
+                prop_assert_eq!(table.get(i).map(|e| e.node()), Some(node));
+            }
+            prop_assert_eq!(table.groups(), sizes(&table, Node::group).len());
+        }
+    }
+
+    /// SPEC §11: samples take groups in random order, one entry per group, before any group
+    /// gives a second; so with G groups one gives at most ⌈k/G⌉ unless others run out.
+    #[test]
+    fn samples_take_every_group_once_before_any_twice(
+        arrivals in proptest::collection::vec((prop_oneof![3 => Just(0u8), 2 => 0u8..10], 1u8..6, 1u16..20), 0..120),
+        checks in proptest::collection::vec(any::<bool>(), 0..120),
+        k in 0usize..40,
+        filtered in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let now = Instant::now();
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut table = Table::new();
+        for (g, h, port) in arrivals {
+            table.admit(gn(g, h, port), Source::Learned, usize::MAX, &mut rng);
+        }
+        let all: Vec<Node> = table.iter().map(|e| e.node().clone()).collect();
+        for (node, online) in all.iter().zip(checks) {
+            table.record_check(node, online, now);
+        }
+        let eligible = |e: &Entry| !filtered || e.last_ok() == Some(true);
+        let sample: Vec<Node> = if filtered {
+            table.sample_where(k, &mut rng, eligible)
+        } else {
+            table.sample(k, &mut rng)
+        }
+        .into_iter()
+        .cloned()
+        .collect();
+        let mut size: HashMap<Group, usize> = HashMap::new();
+        for entry in table.iter().filter(|e| eligible(e)) {
+            *size.entry(entry.node().group()).or_default() += 1;
+        }
+        let total: usize = size.values().sum();
+        prop_assert_eq!(sample.len(), k.min(total));
+        prop_assert_eq!(sample.iter().collect::<HashSet<_>>().len(), sample.len(), "distinct");
+        prop_assert!(sample.iter().all(|n| table.entry(n).is_some_and(eligible)));
+        let mut given: HashMap<Group, usize> = HashMap::new();
+        for node in &sample {
+            let group = node.group();
+            let r = given.get(&group).copied().unwrap_or(0) + 1;
+            for (other, &other_size) in &size {
+                let other_given = given.get(other).copied().unwrap_or(0);
+                prop_assert!(
+                    *other == group || other_given >= (r - 1).min(other_size),
+                    "{}'s entry {} came before {} gave {}",
+                    group, r, other, r - 1
+                );
+            }
+            given.insert(group, r);
+        }
+        let groups = size.len();
+        if groups > 0 {
+            let bound = k.div_ceil(groups);
+            let some_ran_out = size.iter().any(|(g, &s)| given.get(g).copied().unwrap_or(0) == s && s < bound);
+            prop_assert!(some_ran_out || given.values().all(|&c| c <= bound), "{:?}", given);
+        }
+    }
+}
+
+/// SPEC §11's measure of success, on the table alone: one host registering ten times
+/// `max_nodes` entries leaves every later newcomer from another group accepted, is refused
+/// (507) for more of its own, and holds at most one entry of a 10-node sample while ten or
+/// more other groups are known.
+#[test]
+fn one_host_cannot_own_the_table() {
+    let max_nodes = 300;
+    let mut rng = fastrand::Rng::with_seed(9);
+    let mut table = Table::new();
+    let attacker = |port| gn(66, 1, port);
+    for port in 1..=10 * max_nodes as u16 {
+        table.admit(attacker(port), Source::Registered, max_nodes, &mut rng);
+    }
+    assert_eq!(table.len(), max_nodes, "the attacker filled it");
+    for g in 100..=130u8 {
+        let admitted = table.admit(gn(g, 1, 55000), Source::Registered, max_nodes, &mut rng);
+        assert!(
+            matches!(admitted, Admission::AddedEvicting(ref gone) if gone.host == attacker(1).host),
+            "{admitted:?}"
+        );
+        assert_eq!(
+            table.admit(attacker(65535), Source::Registered, max_nodes, &mut rng),
+            Admission::Full,
+            "the attacker's group is the largest"
+        );
+    }
+    for _ in 0..200 {
+        let sample = table.sample(10, &mut rng);
+        let theirs = sample.iter().filter(|n| n.host == attacker(1).host).count();
+        assert!(theirs <= 1, "{theirs} of 10");
     }
 }
 

@@ -1,0 +1,757 @@
+//! The known-node table (SPEC §11), what Bitcoin calls the address manager: the known nodes in
+//! insertion order, spread over address groups, with each entry's check state; a full table
+//! evicts from its largest group instead of refusing, and random samples take groups in random
+//! order, one entry each, before any group gives a second.
+//!
+//! Pure: time is an `Instant` handed in, randomness a `fastrand::Rng` handed in; nothing here
+//! touches a socket, the disk or the clock. Iteration never depends on hash order, so a seeded
+//! `Rng` replays the same decisions.
+//!
+//! Costs, with n entries and G groups: `admit` (without eviction), `remove`, `record_check`,
+//! `contains` O(1) amortised; `get(i)` O(log n) (O(1) until something was removed); eviction
+//! O(G + S), S the size of the largest group; `sample(k)` O(k + G); `sample_where` O(k + G +
+//! the entries its filter turns down); `random` O(1).
+
+use std::cmp::Reverse;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::time::Instant;
+
+use crate::nodes::{Group, Host, Node};
+
+/// How an entry came into the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// Loaded from the nodes file at start.
+    File,
+    /// Registered itself (`POST /`, a registering `GET /nodes/`).
+    Registered,
+    /// Added by an administrator (`POST /nodes/`).
+    Added,
+    /// Learned from a peer's or a seed's list.
+    Learned,
+}
+
+impl Source {
+    /// Whether this process vouches for an entry of this source before its own check does
+    /// (SPEC §2, §11): registered and added entries. File and learned entries wait for a
+    /// successful check (the file holds learned entries too, and does not say which).
+    pub fn vouches(self) -> bool {
+        matches!(self, Source::Registered | Source::Added)
+    }
+}
+
+/// One known node and its check state.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    node: Node,
+    last_seen: Option<Instant>,
+    /// Saturates at `u16::MAX`, far beyond any `--fail_limit`.
+    failures: u16,
+    source: Source,
+    last_ok: Option<bool>,
+    /// Index into `Table::host_info`.
+    host: u32,
+    /// Position in its group's member list.
+    group_pos: u32,
+    /// Position in `Table::order`.
+    order_pos: u32,
+}
+
+impl Entry {
+    /// The node (canonical host and port).
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// How it came in (upgraded to a vouching source when a learned or file entry later
+    /// registers or is added).
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    /// Consecutive failed checks since the last successful one.
+    pub fn failures(&self) -> u32 {
+        u32::from(self.failures)
+    }
+
+    /// When a check last found it online; `None` when none ever did.
+    pub fn last_seen(&self) -> Option<Instant> {
+        self.last_seen
+    }
+
+    /// Whether its last check succeeded; `None` when it was never checked.
+    pub fn last_ok(&self) -> Option<bool> {
+        self.last_ok
+    }
+
+    /// Whether this process may vouch for it to others (SPEC §2, §11): registered, added, or
+    /// found online by one of its own checks at least once.
+    pub fn vouched(&self) -> bool {
+        self.source.vouches() || self.last_seen.is_some()
+    }
+}
+
+/// What [`Table::admit`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Added at the end.
+    Added,
+    /// Added at the end, after evicting this node from the largest group.
+    AddedEvicting(Node),
+    /// Already known: nothing changed, except that a vouching source replaces one that does
+    /// not vouch.
+    AlreadyKnown,
+    /// The table is full and the newcomer's group is (one of) the largest: nothing changed
+    /// (the API answers 507).
+    Full,
+}
+
+/// A host (IP literal or name) and how many entries it has.
+#[derive(Debug, Clone)]
+struct HostInfo {
+    count: u32,
+    group: u32,
+}
+
+/// An address group's entries (its key is in `Table::group_ids` only).
+#[derive(Debug, Clone)]
+struct GroupInfo {
+    /// Slots of its entries, in no particular order.
+    members: Members,
+    /// Position in `Table::live_groups`.
+    live_pos: u32,
+}
+
+/// Members kept inline: most groups of a diverse table hold one or two entries.
+const INLINE: usize = 5;
+
+/// The slots of one group's entries: inline up to `INLINE` of them, on the heap beyond (a
+/// heap list stays on the heap until its group empties).
+#[derive(Debug, Clone)]
+enum Members {
+    Inline { len: u8, slots: [u32; INLINE] },
+    Heap(Vec<u32>),
+}
+
+impl Default for Members {
+    fn default() -> Members {
+        Members::Inline {
+            len: 0,
+            slots: [0; INLINE],
+        }
+    }
+}
+
+impl std::ops::Deref for Members {
+    type Target = [u32];
+
+    fn deref(&self) -> &[u32] {
+        match self {
+            Members::Inline { len, slots } => &slots[..usize::from(*len)],
+            Members::Heap(slots) => slots,
+        }
+    }
+}
+
+impl Members {
+    fn push(&mut self, slot: u32) {
+        match self {
+            Members::Inline { len, slots } if usize::from(*len) < INLINE => {
+                slots[usize::from(*len)] = slot;
+                *len += 1;
+            }
+            Members::Inline { slots, .. } => {
+                let mut heap = Vec::with_capacity(2 * INLINE);
+                heap.extend_from_slice(slots);
+                heap.push(slot);
+                *self = Members::Heap(heap);
+            }
+            Members::Heap(slots) => slots.push(slot),
+        }
+    }
+
+    fn swap_remove(&mut self, i: usize) {
+        match self {
+            Members::Inline { len, slots } => {
+                let last = usize::from(*len) - 1;
+                slots[i] = slots[last];
+                *len -= 1;
+            }
+            Members::Heap(slots) => {
+                slots.swap_remove(i);
+            }
+        }
+    }
+}
+
+/// How readily an entry is evicted from its group, greatest first: its host's entries, its
+/// failed checks, then how long ago it was last seen online (never counts as longest).
+type EvictionRank = (u32, u16, Reverse<Option<Instant>>);
+
+/// A hole in `Table::order` left by a removed entry.
+const VACANT: u32 = u32::MAX;
+
+/// The known-node table (SPEC §11). See the module documentation.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    /// Entries by slot; `None` for free slots (listed in `free_slots`).
+    slots: Vec<Option<Entry>>,
+    free_slots: Vec<u32>,
+    /// (host id, port) → slot.
+    index: HashMap<(u32, u16), u32>,
+    /// Host → host id.
+    hosts: HashMap<Host, u32>,
+    host_info: Vec<HostInfo>,
+    free_hosts: Vec<u32>,
+    /// Group → group id.
+    group_ids: HashMap<Group, u32>,
+    groups: Vec<GroupInfo>,
+    free_groups: Vec<u32>,
+    /// Ids of the groups that have entries.
+    live_groups: Vec<u32>,
+    /// Slots in insertion order, `VACANT` where an entry was removed.
+    order: Vec<u32>,
+    /// Which positions of `order` are occupied, to find the i-th entry.
+    ranks: Fenwick,
+    vacant: usize,
+}
+
+impl Table {
+    /// An empty table.
+    pub fn new() -> Table {
+        Table::default()
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether it has no entry.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Number of address groups with at least one entry.
+    pub fn groups(&self) -> usize {
+        self.live_groups.len()
+    }
+
+    /// Entries in the largest group (0 when empty).
+    pub fn largest_group(&self) -> usize {
+        self.live_groups
+            .iter()
+            .map(|&g| self.groups[g as usize].members.len())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Whether `node` (in canonical form) is known.
+    pub fn contains(&self, node: &Node) -> bool {
+        self.slot_of(node).is_some()
+    }
+
+    /// The entry of `node`, if known.
+    pub fn entry(&self, node: &Node) -> Option<&Entry> {
+        self.slot_of(node).map(|slot| self.at(slot))
+    }
+
+    /// The entry at position `i` of the insertion order (oldest first).
+    pub fn get(&self, i: usize) -> Option<&Entry> {
+        if i >= self.len() {
+            return None;
+        }
+        let pos = if self.vacant == 0 {
+            i
+        } else {
+            self.ranks.select(i)
+        };
+        Some(self.at(self.order[pos]))
+    }
+
+    /// The entries, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.order
+            .iter()
+            .filter(|&&slot| slot != VACANT)
+            .map(|&slot| self.at(slot))
+    }
+
+    /// Admits a node (SPEC §11). A known node is `AlreadyKnown`. Below `max_nodes` entries
+    /// the node is added. A full table evicts instead of refusing: when the newcomer's group
+    /// is smaller than the largest group, one entry of a largest group (ties at random) is
+    /// evicted — from its host with the most entries, the entry with the most failed checks,
+    /// then the one least recently seen online (never counts as least recent), remaining
+    /// ties at random — and the newcomer added; when its group is (one of) the largest, it
+    /// is `Full`. The table never grows past `max_nodes`, nor past its size when it already
+    /// holds more.
+    pub fn admit(
+        &mut self,
+        node: Node,
+        source: Source,
+        max_nodes: usize,
+        rng: &mut fastrand::Rng,
+    ) -> Admission {
+        if let Some(slot) = self.slot_of(&node) {
+            let entry = self.at_mut(slot);
+            if source.vouches() && !entry.source.vouches() {
+                entry.source = source;
+            }
+            return Admission::AlreadyKnown;
+        }
+        let mut evicted = None;
+        if self.len() >= max_nodes {
+            let own = self.group_size_of(&node.host);
+            match self.pick_largest_group(rng) {
+                Some((group, size)) if own < size => evicted = Some(self.evict_from(group, rng)),
+                _ => return Admission::Full,
+            }
+        }
+        self.insert(node, source);
+        match evicted {
+            Some(node) => Admission::AddedEvicting(node),
+            None => Admission::Added,
+        }
+    }
+
+    /// Removes `node`; returns its entry when it was known.
+    pub fn remove(&mut self, node: &Node) -> Option<Entry> {
+        let slot = self.slot_of(node)?;
+        Some(self.remove_slot(slot))
+    }
+
+    /// Records a check of `node` made at `now`: online resets its failures and sets when it
+    /// was last seen online; offline adds a failure. Returns the updated entry, `None` when
+    /// the node is not known.
+    pub fn record_check(&mut self, node: &Node, online: bool, now: Instant) -> Option<&Entry> {
+        let slot = self.slot_of(node)?;
+        let entry = self.at_mut(slot);
+        if online {
+            entry.failures = 0;
+            entry.last_seen = Some(entry.last_seen.map_or(now, |seen| seen.max(now)));
+        } else {
+            entry.failures = entry.failures.saturating_add(1);
+        }
+        entry.last_ok = Some(online);
+        Some(entry)
+    }
+
+    /// One node chosen diversely: a group uniformly at random, then an entry of it uniformly
+    /// at random. `None` when empty.
+    pub fn random(&self, rng: &mut fastrand::Rng) -> Option<&Node> {
+        let group = *self
+            .live_groups
+            .get(rng.usize(..self.live_groups.len().max(1)))?;
+        let members = &self.groups[group as usize].members;
+        Some(&self.at(members[rng.usize(..members.len())]).node)
+    }
+
+    /// Like [`Table::random`], among the entries `keep` accepts: a random group that has one,
+    /// then a random entry of it that `keep` accepts.
+    pub fn random_where(
+        &self,
+        rng: &mut fastrand::Rng,
+        keep: impl FnMut(&Entry) -> bool,
+    ) -> Option<&Node> {
+        self.sample_where(1, rng, keep).pop()
+    }
+
+    /// A random sample of at most `k` distinct nodes, diverse across address groups (SPEC
+    /// §11): rounds over the groups in a fresh random order each, one entry (uniformly
+    /// random among those not yet taken) per group per round, so no group gives a second
+    /// entry before every group gives one. With G groups, a group gives at most ⌈k/G⌉ of
+    /// the k nodes unless other groups run out of entries first. The order of the answer
+    /// is the order of drawing, so any prefix of it is diverse too.
+    pub fn sample(&self, k: usize, rng: &mut fastrand::Rng) -> Vec<&Node> {
+        self.sample_where(k, rng, |_| true)
+    }
+
+    /// Like [`Table::sample`], among the entries `keep` accepts (e.g. `Entry::vouched`, or
+    /// IP literals on one port whose last check succeeded); groups without such entries do
+    /// not count.
+    pub fn sample_where(
+        &self,
+        k: usize,
+        rng: &mut fastrand::Rng,
+        mut keep: impl FnMut(&Entry) -> bool,
+    ) -> Vec<&Node> {
+        let mut out = Vec::with_capacity(k.min(self.len()));
+        // Each group with how many of its members were drawn so far; the draws of a group
+        // are a lazy Fisher–Yates shuffle of its member list, whose swaps live in `swaps`.
+        let mut active: Vec<(u32, u32)> = Vec::new();
+        if k > 0 {
+            active.extend(self.live_groups.iter().map(|&g| (g, 0)));
+        }
+        let mut swaps = Swaps::default();
+        while out.len() < k && !active.is_empty() {
+            // A round: the groups in a random order, shuffled as far as the round gets
+            // (Fisher–Yates one step at a time), so a small k costs little with many groups.
+            let mut i = 0;
+            while i < active.len() && out.len() < k {
+                let pick = rng.usize(i..active.len());
+                active.swap(i, pick);
+                let (group, drawn) = &mut active[i];
+                let members = &self.groups[*group as usize].members;
+                let mut found = None;
+                while (*drawn as usize) < members.len() {
+                    let slot = draw(members, *group, *drawn, &mut swaps, rng);
+                    *drawn += 1;
+                    let entry = self.at(slot);
+                    if keep(entry) {
+                        found = Some(&entry.node);
+                        break;
+                    }
+                }
+                match found {
+                    Some(node) => {
+                        out.push(node);
+                        i += 1;
+                    }
+                    // Exhausted: the next step draws among the rest again.
+                    None => {
+                        active.swap_remove(i);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn slot_of(&self, node: &Node) -> Option<u32> {
+        let host = *self.hosts.get(&node.host)?;
+        self.index.get(&(host, node.port)).copied()
+    }
+
+    fn at(&self, slot: u32) -> &Entry {
+        self.slots[slot as usize]
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("slot {slot} is free"))
+    }
+
+    fn at_mut(&mut self, slot: u32) -> &mut Entry {
+        self.slots[slot as usize]
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("slot {slot} is free"))
+    }
+
+    /// Entries in the group of `host` (0 for a group not in the table).
+    fn group_size_of(&self, host: &Host) -> usize {
+        let group = match self.hosts.get(host) {
+            Some(&h) => Some(self.host_info[h as usize].group),
+            None => self.group_ids.get(&host.group()).copied(),
+        };
+        group.map_or(0, |g| self.groups[g as usize].members.len())
+    }
+
+    /// A largest group (ties at random) and its size.
+    fn pick_largest_group(&self, rng: &mut fastrand::Rng) -> Option<(u32, usize)> {
+        let mut best: Option<(u32, usize)> = None;
+        let mut ties = 0;
+        for &group in &self.live_groups {
+            let size = self.groups[group as usize].members.len();
+            match best {
+                Some((_, most)) if size < most => {}
+                Some((_, most)) if size == most => {
+                    ties += 1;
+                    if rng.usize(..ties) == 0 {
+                        best = Some((group, size));
+                    }
+                }
+                _ => {
+                    best = Some((group, size));
+                    ties = 1;
+                }
+            }
+        }
+        best
+    }
+
+    /// Evicts one entry of `group` (see [`Table::admit`]) and returns its node.
+    fn evict_from(&mut self, group: u32, rng: &mut fastrand::Rng) -> Node {
+        let mut best: Option<(u32, EvictionRank)> = None;
+        let mut ties = 0;
+        for &slot in self.groups[group as usize].members.iter() {
+            let entry = self.at(slot);
+            let key = (
+                self.host_info[entry.host as usize].count,
+                entry.failures,
+                Reverse(entry.last_seen),
+            );
+            match &best {
+                Some((_, most)) if key < *most => {}
+                Some((_, most)) if key == *most => {
+                    ties += 1;
+                    if rng.usize(..ties) == 0 {
+                        best = Some((slot, key));
+                    }
+                }
+                _ => {
+                    best = Some((slot, key));
+                    ties = 1;
+                }
+            }
+        }
+        let (slot, _) = best.unwrap_or_else(|| unreachable!("a live group has members"));
+        self.remove_slot(slot).node
+    }
+
+    fn insert(&mut self, node: Node, source: Source) {
+        let host = match self.hosts.get(&node.host) {
+            Some(&h) => h,
+            None => {
+                let key = node.host.group();
+                let group = match self.group_ids.get(&key) {
+                    Some(&g) => g,
+                    None => self.new_group(key),
+                };
+                let info = HostInfo { count: 0, group };
+                let h = match self.free_hosts.pop() {
+                    Some(h) => {
+                        self.host_info[h as usize] = info;
+                        h
+                    }
+                    None => {
+                        self.host_info.push(info);
+                        id(self.host_info.len() - 1)
+                    }
+                };
+                self.hosts.insert(node.host.clone(), h);
+                h
+            }
+        };
+        let info = &mut self.host_info[host as usize];
+        info.count += 1;
+        let members = &mut self.groups[info.group as usize].members;
+        let slot = self.free_slots.pop().unwrap_or(id(self.slots.len()));
+        let entry = Entry {
+            last_seen: None,
+            failures: 0,
+            source,
+            last_ok: None,
+            host,
+            group_pos: id(members.len()),
+            order_pos: id(self.order.len()),
+            node,
+        };
+        members.push(slot);
+        self.index.insert((host, entry.node.port), slot);
+        self.order.push(slot);
+        self.ranks.push(1);
+        match self.slots.get_mut(slot as usize) {
+            Some(free) => *free = Some(entry),
+            None => self.slots.push(Some(entry)),
+        }
+    }
+
+    fn new_group(&mut self, key: Group) -> u32 {
+        let info = GroupInfo {
+            members: Members::default(),
+            live_pos: id(self.live_groups.len()),
+        };
+        let group = match self.free_groups.pop() {
+            Some(g) => {
+                self.groups[g as usize] = info;
+                g
+            }
+            None => {
+                self.groups.push(info);
+                id(self.groups.len() - 1)
+            }
+        };
+        self.live_groups.push(group);
+        self.group_ids.insert(key, group);
+        group
+    }
+
+    fn remove_slot(&mut self, slot: u32) -> Entry {
+        let entry = self.slots[slot as usize]
+            .take()
+            .unwrap_or_else(|| unreachable!("slot {slot} is free"));
+        self.free_slots.push(slot);
+        self.index.remove(&(entry.host, entry.node.port));
+
+        self.order[entry.order_pos as usize] = VACANT;
+        self.ranks.remove_one(entry.order_pos as usize);
+        self.vacant += 1;
+
+        let info = &mut self.host_info[entry.host as usize];
+        info.count -= 1;
+        let (group, host_gone) = (info.group, info.count == 0);
+        let members = &mut self.groups[group as usize].members;
+        members.swap_remove(entry.group_pos as usize);
+        if let Some(moved) = members.get(entry.group_pos as usize).copied() {
+            self.at_mut(moved).group_pos = entry.group_pos;
+        }
+        if self.groups[group as usize].members.is_empty() {
+            self.drop_group(group, &entry.node.host.group());
+        }
+        if host_gone {
+            self.hosts.remove(&entry.node.host);
+            self.free_hosts.push(entry.host);
+        }
+        if self.vacant > 32 && self.vacant * 2 > self.order.len() {
+            self.compact();
+        }
+        entry
+    }
+
+    fn drop_group(&mut self, group: u32, key: &Group) {
+        let info = &mut self.groups[group as usize];
+        let pos = info.live_pos as usize;
+        info.members = Members::default();
+        self.group_ids.remove(key);
+        self.live_groups.swap_remove(pos);
+        if let Some(&moved) = self.live_groups.get(pos) {
+            self.groups[moved as usize].live_pos = id(pos);
+        }
+        self.free_groups.push(group);
+    }
+
+    /// Closes the holes in `order` (amortised: only when they outnumber the entries).
+    fn compact(&mut self) {
+        let mut live = 0;
+        for read in 0..self.order.len() {
+            let slot = self.order[read];
+            if slot != VACANT {
+                self.order[live] = slot;
+                self.at_mut(slot).order_pos = id(live);
+                live += 1;
+            }
+        }
+        self.order.truncate(live);
+        self.ranks = Fenwick::ones(live);
+        self.vacant = 0;
+    }
+}
+
+/// The `drawn`-th member of a lazy Fisher–Yates shuffle of `members` (the draws of one
+/// group), given the swaps made so far in `swaps`.
+fn draw(
+    members: &[u32],
+    group: u32,
+    drawn: u32,
+    swaps: &mut Swaps,
+    rng: &mut fastrand::Rng,
+) -> u32 {
+    let key = |pos: u32| u64::from(group) << 32 | u64::from(pos);
+    let at = |swaps: &Swaps, pos: u32| {
+        swaps
+            .get(&key(pos))
+            .copied()
+            .unwrap_or(members[pos as usize])
+    };
+    let size = id(members.len());
+    if size - drawn == 1 {
+        return at(swaps, drawn);
+    }
+    let pick = rng.u32(drawn..size);
+    let chosen = at(swaps, pick);
+    if pick != drawn {
+        let displaced = at(swaps, drawn);
+        swaps.insert(key(pick), displaced);
+    }
+    chosen
+}
+
+/// The swaps of the lazy Fisher–Yates shuffles of one sample: (group << 32 | position) →
+/// slot. Its keys are ours (group ids and positions, never an attacker's input), so a fast
+/// fixed hash is safe here.
+type Swaps = HashMap<u64, u32, BuildHasherDefault<Mix64>>;
+
+/// SplitMix64's finaliser as a `Hasher` for one `u64`: every input bit moves every output
+/// bit, so the low bits the hash table indexes by are well spread.
+#[derive(Default)]
+struct Mix64(u64);
+
+impl Hasher for Mix64 {
+    fn finish(&self) -> u64 {
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// An index as `u32`: the table holds fewer than 2³² entries.
+fn id(index: usize) -> u32 {
+    u32::try_from(index).unwrap_or_else(|_| unreachable!("more than 2^32 entries"))
+}
+
+/// A Fenwick (binary indexed) tree over 0/1 flags: which positions of the insertion order
+/// hold an entry, so that the i-th entry is found in O(log n).
+#[derive(Debug, Clone, Default)]
+struct Fenwick {
+    /// `tree[i - 1]` holds the sum of the flags in positions `(i - lowbit(i), i]` (1-based).
+    tree: Vec<u32>,
+}
+
+fn lowbit(i: usize) -> usize {
+    i & i.wrapping_neg()
+}
+
+impl Fenwick {
+    /// `n` positions, all set, built in O(n).
+    fn ones(n: usize) -> Fenwick {
+        let mut tree = vec![1; n];
+        for i in 1..=n {
+            let parent = i + lowbit(i);
+            if parent <= n {
+                tree[parent - 1] += tree[i - 1];
+            }
+        }
+        Fenwick { tree }
+    }
+
+    /// Appends a position with flag `value`.
+    fn push(&mut self, value: u32) {
+        let i = self.tree.len() + 1;
+        let mut sum = value;
+        let mut j = i - 1;
+        while j > i - lowbit(i) {
+            sum += self.tree[j - 1];
+            j -= lowbit(j);
+        }
+        self.tree.push(sum);
+    }
+
+    /// Clears the flag at 0-based `pos` (which is set).
+    fn remove_one(&mut self, pos: usize) {
+        let mut i = pos + 1;
+        while i <= self.tree.len() {
+            self.tree[i - 1] -= 1;
+            i += lowbit(i);
+        }
+    }
+
+    /// The 0-based position of the set flag with `k` set flags before it (`k` < the number
+    /// set).
+    fn select(&self, k: usize) -> usize {
+        let n = self.tree.len();
+        let mut pos = 0;
+        let mut rest = k as u64;
+        let mut step = if n == 0 { 0 } else { 1 << n.ilog2() };
+        while step > 0 {
+            let next = pos + step;
+            if next <= n && u64::from(self.tree[next - 1]) <= rest {
+                pos = next;
+                rest -= u64::from(self.tree[next - 1]);
+            }
+            step >>= 1;
+        }
+        pos
+    }
+}
+
+#[cfg(test)]
+mod tests;
