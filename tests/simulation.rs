@@ -37,33 +37,50 @@ fn run(config: Config) -> (String, Simulation) {
 }
 
 #[test]
-fn one_seed_gives_the_same_output_byte_for_byte_and_the_network_holds() {
-    let (first, sim) = run(small(7));
+fn one_seed_gives_the_same_output_byte_for_byte() {
+    let (first, _) = run(small(7));
     let (second, _) = run(small(7));
     assert_eq!(first, second, "the same seed must give the same output");
     let (other, _) = run(Config {
         rounds: 2,
         ..small(8)
     });
-    assert_ne!(first, other, "another seed gives another run");
+    assert!(
+        !first.starts_with(&other[..other.find('\n').unwrap()]),
+        "another seed gives another run"
+    );
+}
 
+#[test]
+fn the_network_converges_forgets_dead_nodes_and_bounds_each_nodes_work() {
+    let (_, sim) = run(Config {
+        nodes: 300,
+        rounds: 20,
+        attack: Attack::None,
+        ..small(3)
+    });
     let summary = sim.summary();
     let rounds = sim.rounds();
-    // Convergence: every live node knows at least --kn_limit live peers within 3 rounds,
-    // and stays so under churn.
+    // Every live node knows at least --kn_limit live peers within 2 rounds, and stays so
+    // under churn, in one connected network.
     let converged: usize = summary.get("converged_round").unwrap().parse().unwrap();
-    assert!(converged <= 3, "{summary}");
-    for f in &rounds[3..] {
+    assert!(converged <= 2, "{summary}");
+    for f in &rounds[2..] {
         assert!(f.converged >= 0.99, "round {}: {}", f.round, f.line());
         assert!(f.lcc >= 0.99, "round {}: {}", f.round, f.line());
     }
-    // Forgetting: a node that stops answering is in no table a few rounds later.
+    // A node that stops answering is in no table 3 rounds later.
     let died: usize = summary.get("died").unwrap().parse().unwrap();
-    assert!(died >= 60, "churn ran: {summary}");
+    assert!(died >= 100, "churn ran: {summary}");
     let forget_max: usize = summary.get("forget_rounds_max").unwrap().parse().unwrap();
-    assert!(forget_max <= 5, "{summary}");
-    // Answers stay fresh under 2% churn per round.
+    assert!(forget_max <= 3, "{summary}");
+    // Answers stay fresh under 3% churn per round.
     for f in &rounds[2..] {
         assert!(f.dead_answers < 0.05, "round {}: {}", f.round, f.line());
+    }
+    // Each node's work does not grow with the network: a few times --kn_limit requests per
+    // round, where a node used to announce itself to every node it had heard of (300 here).
+    for f in rounds {
+        assert!(f.req_out_mean <= 50.0, "round {}: {}", f.round, f.line());
     }
 }
