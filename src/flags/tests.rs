@@ -179,11 +179,19 @@ fn defaults_follow_the_contract() {
             app: None,
         })
     );
+    // The seed sweeps its whole table each round: more threads, a shorter timeout.
+    assert_eq!(
+        (dns.timeout, dns.check_threads),
+        (Duration::from_secs(2), 1024)
+    );
+    assert_eq!(
+        (node.timeout, node.check_threads),
+        (Duration::from_secs(5), 64)
+    );
     for s in [&dns, &node] {
         assert_eq!(s.nodes_file, "nodes.json");
         assert_eq!(s.upd_int, Duration::from_secs(60));
-        assert_eq!(s.timeout, Duration::from_secs(5));
-        assert_eq!((s.fail_limit, s.check_threads, s.workers), (1, 64, 4));
+        assert_eq!((s.fail_limit, s.workers), (1, 4));
         assert_eq!(
             (s.reg_rate, s.reg_burst, s.allow_local),
             (10.0, 100, AllowLocal::Auto)
