@@ -50,8 +50,10 @@ Settings of the simulated processes (SPEC §8):
   --list_limit N       --list_limit [default: {list_limit}]
   --fail_limit N       --fail_limit [default: {fail_limit}]
   --upd_int SECONDS    --upd_int [default: {upd_int}]
-  --timeout SECONDS    --timeout [default: {timeout}]
-  --check_threads N    --check_threads [default: {check_threads}]
+  --timeout SECONDS    nodes' --timeout [default: {timeout}]
+  --check_threads N    nodes' --check_threads [default: {check_threads}]
+  --seed_timeout S     seeds' --timeout [default: {seed_timeout}]
+  --seed_check_threads N  seeds' --check_threads [default: {seed_check_threads}]
 
 Output:
   --probes N           answers sampled per round for the answer figures [default: {probes}]
@@ -81,6 +83,8 @@ Compare earlier runs:
         upd_int = d.upd_int.as_secs_f64(),
         timeout = d.timeout.as_secs_f64(),
         check_threads = d.check_threads,
+        seed_timeout = d.seed_timeout.as_secs_f64(),
+        seed_check_threads = d.seed_check_threads,
         probes = d.probes,
     )
 }
@@ -156,6 +160,12 @@ fn run() -> Result<()> {
         check_threads: args
             .opt_value_from_str("--check_threads")?
             .unwrap_or(d.check_threads),
+        seed_timeout: args
+            .opt_value_from_fn("--seed_timeout", seconds)?
+            .unwrap_or(d.seed_timeout),
+        seed_check_threads: args
+            .opt_value_from_str("--seed_check_threads")?
+            .unwrap_or(d.seed_check_threads),
         black_holes: args
             .opt_value_from_fn("--black_holes", share)?
             .unwrap_or(d.black_holes),

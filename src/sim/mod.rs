@@ -108,10 +108,14 @@ pub struct Config {
     pub fail_limit: u32,
     /// Both: `--upd_int`, the length of a round.
     pub upd_int: Duration,
-    /// Both: `--timeout`; what a check of a black hole or a lost request costs.
+    /// Nodes: `--timeout`; what a check of a black hole or a lost request costs.
     pub timeout: Duration,
-    /// Both: `--check_threads`, the virtual threads a round's calls run on.
+    /// Nodes: `--check_threads`, the virtual threads a round's calls run on.
     pub check_threads: usize,
+    /// Seeds: `--timeout`.
+    pub seed_timeout: Duration,
+    /// Seeds: `--check_threads`.
+    pub seed_check_threads: usize,
     /// Share of the initial nodes that become black holes (accept, never answer) after
     /// round 0, once they have registered; also the share of churn departures that leave
     /// a black hole rather than a refused port.
@@ -153,6 +157,8 @@ impl Default for Config {
             upd_int: Duration::from_secs(60),
             timeout: Duration::from_secs(5),
             check_threads: 64,
+            seed_timeout: Duration::from_secs(2),
+            seed_check_threads: 1024,
             black_holes: 0.0,
             loss: 0.0,
             latency: Duration::from_millis(50),

@@ -22,7 +22,7 @@ use crate::response::{Payload, Response};
 use crate::transport::{Clock, PeerError, PeerList, Transport};
 
 use super::hash::key;
-use super::world::{ALIVE, BLACK_HOLE, REFUSED, Simulation, Target, lock};
+use super::world::{ALIVE, BLACK_HOLE, Kind, REFUSED, Simulation, Target, lock};
 
 /// Bytes of an HTTP request's head as our client sends it (request line, Host, User-Agent,
 /// Accept, Content-Type, Content-Length): an estimate, counted for every request.
@@ -54,6 +54,9 @@ impl Clock for SimClock<'_> {
 pub(crate) struct Net<'a> {
     sim: &'a Simulation,
     from: usize,
+    /// The caller's `--timeout` and `--check_threads`.
+    timeout: Duration,
+    threads: usize,
     /// Simulated time since the epoch, in nanoseconds, on the virtual thread now running.
     now: &'a AtomicU64,
 }
@@ -67,7 +70,18 @@ enum Fate {
 
 impl<'a> Net<'a> {
     pub(crate) fn new(sim: &'a Simulation, from: usize, now: &'a AtomicU64) -> Net<'a> {
-        Net { sim, from, now }
+        let config = &sim.config;
+        let (timeout, threads) = match sim.procs[from].kind {
+            Kind::Seed => (config.seed_timeout, config.seed_check_threads),
+            _ => (config.timeout, config.check_threads),
+        };
+        Net {
+            sim,
+            from,
+            timeout,
+            threads,
+            now,
+        }
     }
 
     fn spend(&self, nanos: u64) {
@@ -96,7 +110,7 @@ impl<'a> Net<'a> {
                 config.loss > 0.0 && rng.f64() < config.loss,
             )
         };
-        let timeout = config.timeout.as_nanos() as u64;
+        let timeout = self.timeout.as_nanos() as u64;
         let fate = match key(node).and_then(|k| sim.index.get(&k)) {
             _ if lost => Fate::TimedOut,
             None => Fate::TimedOut,
@@ -179,7 +193,7 @@ impl Transport for Net<'_> {
 
     fn each(&self, n: usize, work: &(dyn Fn(usize) + Sync)) {
         let start = self.now.load(Relaxed);
-        let threads = self.sim.config.check_threads.clamp(1, n.max(1));
+        let threads = self.threads.clamp(1, n.max(1));
         let mut free: BinaryHeap<Reverse<u64>> = (0..threads).map(|_| Reverse(start)).collect();
         let mut end = start;
         for i in 0..n {
