@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::store::Snapshot;
+use crate::membership::Snapshot;
 
 /// The Content-Type of every JSON answer.
 pub const JSON: &str = "application/json";
@@ -29,7 +29,7 @@ pub struct Response {
 pub enum Payload {
     Empty,
     Owned(Vec<u8>),
-    /// The committed list's JSON, shared rather than copied.
+    /// The committed list's JSON (its vouched nodes), shared rather than copied.
     List(Arc<Snapshot>),
 }
 
@@ -38,7 +38,7 @@ impl AsRef<[u8]> for Payload {
         match self {
             Payload::Empty => &[],
             Payload::Owned(bytes) => bytes,
-            Payload::List(snapshot) => snapshot.json(),
+            Payload::List(snapshot) => snapshot.known_json(),
         }
     }
 }
@@ -66,7 +66,7 @@ impl Response {
         }
     }
 
-    /// The whole committed list, oldest first.
+    /// The committed list's vouched nodes, oldest first.
     pub fn list(snapshot: Arc<Snapshot>) -> Response {
         Response {
             body: Payload::List(snapshot),

@@ -5,17 +5,20 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use tiny_http::{Header, StatusCode};
 
 use crate::error::Error;
+use crate::membership::Outcome;
+use crate::peers::NETWORK_HEADER;
+use crate::policy::TokenBuckets;
 use crate::report::{self, Facts, Load, Profile};
 use crate::response::{Payload, Response};
-use crate::routes::{self, ApiConfig, Body, Label, Reply, Report};
-use crate::stats::Stats;
+use crate::routes::{self, ApiConfig, Body, Context, Label, Reply, Report};
+use crate::stats::{Stats, Warning};
 use crate::store::Store;
 
 /// What the server answers from.
@@ -25,6 +28,8 @@ pub struct Api {
     /// Who this process is, for `/status` and `/metrics`.
     pub profile: Profile,
     pub stats: Arc<Stats>,
+    /// SPEC §11's per-source token buckets for new registrations.
+    pub buckets: Mutex<TokenBuckets>,
 }
 
 /// How the server runs.
@@ -131,13 +136,17 @@ fn serve(mut request: tiny_http::Request, api: &Api, load: Load) {
                 .remote_addr()
                 .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip()),
             authorization: header(&request, "Authorization"),
+            network: header(&request, NETWORK_HEADER),
         };
-        let decision = routes::handle(
-            &api.config,
-            &api.store.snapshot(),
-            &plain,
-            &mut fastrand::Rng::new(),
-        );
+        let snapshot = api.store.snapshot();
+        let mut context = Context {
+            config: &api.config,
+            snapshot: &snapshot,
+            now: Instant::now(),
+            rng: &mut fastrand::Rng::new(),
+            buckets: &api.buckets,
+        };
+        let decision = routes::handle(&mut context, &plain);
         let report = match decision.reply {
             Reply::Report(report) => Some(render(api, report, load)),
             _ => None,
@@ -150,21 +159,27 @@ fn serve(mut request: tiny_http::Request, api: &Api, load: Load) {
         Err(_) => {
             let label = Label::of(request.url());
             let response = Response::error(500, "internal error; nothing was changed");
-            return send(request, label, response, &stats);
+            return send(request, label, response, &stats, &api.config.network);
         }
     };
     let label = decision.label;
     match (decision.reply, report) {
         (_, Some(response)) | (Reply::Now(response), None) => {
-            send(request, label, response, &stats);
+            send(request, label, response, &stats, &api.config.network);
         }
-        (Reply::Commit { change, answer }, None) => api.store.submit(
-            change,
-            Box::new(move |result| {
-                let response = answer.finish(result, &mut fastrand::Rng::new());
-                send(request, label, response, &stats);
-            }),
-        ),
+        (Reply::Commit { change, answer }, None) => {
+            let network = api.config.network.clone();
+            api.store.submit(
+                change,
+                Box::new(move |result| {
+                    if let Ok(committed) = &result {
+                        note_defences(&stats, &committed.outcome);
+                    }
+                    let response = answer.finish(result, &mut fastrand::Rng::new());
+                    send(request, label, response, &stats, &network);
+                }),
+            )
+        }
         (Reply::Report(_), None) => unreachable!("every report is rendered above"),
     }
 }
@@ -197,12 +212,32 @@ fn header<'r>(request: &'r tiny_http::Request, name: &'static str) -> Option<&'r
         .map(|h| h.value.as_str())
 }
 
+/// Counts and logs (throttled) what a committed change says about the defences of SPEC §11.
+fn note_defences(stats: &Stats, outcome: &Outcome) {
+    let now = Instant::now();
+    stats.warn(Warning::Evicted, outcome.evicted(), now);
+    stats.warn(Warning::RefusedLocal, outcome.refused(), now);
+    if *outcome == Outcome::Full {
+        stats.warn(Warning::Full, 1, now);
+    }
+}
+
 /// Counts the answer, turns it into tiny_http's response and hands it to the connection
 /// thread. The body is handed over as it is, not copied: for `GET /nodes/` it is the
-/// committed list's JSON, shared by every answer until the list changes.
-fn send(request: tiny_http::Request, label: Label, response: Response, stats: &Stats) {
+/// committed list's JSON, shared by every answer until the list changes. With `--network`,
+/// every answer names it.
+fn send(
+    request: tiny_http::Request,
+    label: Label,
+    response: Response,
+    stats: &Stats,
+    network: &Option<String>,
+) {
     let method = request.method().as_str();
     stats.requests.count(label, method, response.status);
+    if response.status == 429 {
+        stats.warn(Warning::RateLimited, 1, Instant::now());
+    }
     log::debug!(
         "{method} {} from {} -> {}",
         request.url(),
@@ -226,6 +261,12 @@ fn send(request: tiny_http::Request, label: Label, response: Response, stats: &S
     if let Some(header) = response
         .retry_after
         .and_then(|seconds| Header::from_bytes("Retry-After", seconds.to_string()).ok())
+    {
+        answer.add_header(header);
+    }
+    if let Some(header) = network
+        .as_ref()
+        .and_then(|name| Header::from_bytes(NETWORK_HEADER, name.as_bytes()).ok())
     {
         answer.add_header(header);
     }

@@ -22,7 +22,8 @@ fn remote_changes_to_the_list_need_the_admin_token() {
         );
         let seed = std::net::SocketAddr::new("192.0.2.1".parse().unwrap(), dns.port());
         let remote = "198.51.100.7";
-        let body = node_at("127.0.0.5", 5005);
+        // Bound to all interfaces, not loopback: loopback nodes are refused (SPEC §11).
+        let body = node_at("203.0.113.50", 5005);
         let bearer = format!("Bearer {TOKEN}");
         for (method, auth) in [
             ("POST", None),
@@ -44,7 +45,7 @@ fn remote_changes_to_the_list_need_the_admin_token() {
         let auth = [("Authorization", bearer.as_str())];
         let added = request_from(remote, "POST", seed, "/nodes/", Some(&body), &auth);
         assert_eq!(added.status, 200, "{}", added.body);
-        assert_eq!(dns.nodes(), vec![("127.0.0.5".to_string(), 5005)]);
+        assert_eq!(dns.nodes(), vec![("203.0.113.50".to_string(), 5005)]);
         let removed = request_from(remote, "DELETE", seed, "/nodes/", Some(&body), &auth);
         assert_eq!((removed.status, removed.json()), (200, json!([])));
 
