@@ -111,3 +111,77 @@ fn verify_source_accepts_a_remote_caller_only_for_its_own_address() {
         },
     );
 }
+
+#[test]
+fn a_seed_on_a_public_address_refuses_local_nodes_and_names_that_lead_to_them() {
+    in_namespace(
+        "a_seed_on_a_public_address_refuses_local_nodes_and_names_that_lead_to_them",
+        || {
+            let dir = TempDir::new("remote-local");
+            // A service on loopback that a public seed must never be made to probe, and a
+            // name that resolves to it.
+            let service = FakePeer::new("127.0.0.1", "[]");
+            let port = service.addr.port();
+            hosts_file(
+                dir.path(),
+                &[
+                    ("127.0.0.1", "metadata.test"),
+                    ("198.51.100.7", "honest.test"),
+                ],
+            );
+            let honest = FakePeer::new("198.51.100.7", "[]");
+            let seed = dns(&dir.join("seed"), &["-i", "192.0.2.1", "-u", "0.3"]);
+            let remote = "203.0.113.9";
+            for (ip, port) in [
+                ("127.0.0.1", port),
+                ("169.254.169.254", 80),
+                ("fe80::1", 80),
+                ("localhost", port),
+            ] {
+                let body = node_at(ip, port);
+                let answer = request_from(remote, "POST", seed.addr, "/", Some(&body), &[]);
+                assert_eq!(answer.status, 400, "{ip}: {}", answer.body);
+                assert!(
+                    answer.error().contains("--allow_local"),
+                    "{}",
+                    answer.error()
+                );
+            }
+            // A name is resolved when it is probed: to loopback, it is never connected to
+            // and is dropped; to a public address, it is checked and listed.
+            for name in ["metadata.test", "honest.test"] {
+                let at = if name == "honest.test" {
+                    honest.addr.port()
+                } else {
+                    port
+                };
+                let body = node_at(name, at);
+                let answer = request_from(remote, "POST", seed.addr, "/", Some(&body), &[]);
+                assert_eq!(answer.status, 200, "{name}: {}", answer.body);
+            }
+            let honest_listed = ("honest.test".to_string(), honest.addr.port());
+            wait_until(
+                std::time::Duration::from_secs(10),
+                "the names are checked",
+                || {
+                    let listed = seed.nodes();
+                    listed.contains(&honest_listed)
+                        && !seed
+                            .nodes_on_disk()
+                            .iter()
+                            .any(|(host, _)| host == "metadata.test")
+                },
+            );
+            assert_eq!(
+                service.count(),
+                0,
+                "the loopback service was never connected to"
+            );
+            let metrics = seed.get("/metrics").body;
+            assert!(
+                metrics.contains("seedmesh_check_failures_total{cause=\"local_address\"} 1"),
+                "{metrics}"
+            );
+        },
+    );
+}
