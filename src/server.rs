@@ -48,8 +48,11 @@ impl Server {
             what: "the HTTP server",
             source,
         };
-        let http =
-            Arc::new(tiny_http::Server::from_listener(listener, limits).map_err(start_error)?);
+        let refusals = refusals(Arc::clone(&api.stats));
+        let http = Arc::new(
+            tiny_http::Server::from_listener_with(listener, limits, refusals)
+                .map_err(start_error)?,
+        );
         let mut workers = Vec::with_capacity(options.workers);
         for i in 0..options.workers {
             let (http, api) = (Arc::clone(&http), Arc::clone(&api));
@@ -112,6 +115,8 @@ fn serve(mut request: tiny_http::Request, api: &Api, load: Load) {
             target: request.url(),
             body: if request.body_too_large() {
                 Body::TooLarge
+            } else if request.framing() == tiny_http::Framing::None {
+                Body::Unframed
             } else {
                 Body::Bytes(&body)
             },
@@ -146,9 +151,31 @@ fn header<'r>(request: &'r tiny_http::Request, name: &'static str) -> Option<&'r
         .map(|h| h.value.as_str())
 }
 
+/// The answers tiny_http's connection layer gives on its own (a malformed or too slow
+/// request, too many connections, …): worded as the API's errors and counted in
+/// `http_requests_total` like them (under route `other` when the path is unknown or was
+/// never read).
+fn refusals(stats: Arc<Stats>) -> tiny_http::Refusals {
+    Arc::new(move |refusal: &tiny_http::Refusal<'_>| {
+        stats.requests.count(
+            refusal.target.map_or("other", routes::route_label),
+            refusal.method.map_or("other", tiny_http::Method::as_str),
+            refusal.status.0,
+        );
+        log::debug!(
+            "{} {} from {} -> {} ({})",
+            refusal.method.map_or("-", tiny_http::Method::as_str),
+            refusal.target.unwrap_or("-"),
+            refusal.peer.ip(),
+            refusal.status.0,
+            refusal.reason
+        );
+        to_tiny(Response::error(refusal.status.0, refusal.reason))
+    })
+}
+
 /// Counts the answer, turns it into tiny_http's response and hands it to the connection
-/// thread. The body is handed over as it is, not copied: for `GET /nodes/` it is the
-/// committed list's JSON, shared by every answer until the list changes.
+/// thread.
 fn send(request: tiny_http::Request, response: Response, stats: &Stats) {
     let method = request.method().as_str();
     stats
@@ -162,6 +189,15 @@ fn send(request: tiny_http::Request, response: Response, stats: &Stats) {
             .map_or_else(|| "?".to_string(), |a| a.ip().to_string()),
         response.status
     );
+    // An error means the client has gone: nothing left to do.
+    let _ = request.respond(to_tiny(response));
+}
+
+/// Every answer's headers and body, the API's and the connection layer's alike (tiny_http
+/// adds `Date`, `Content-Length` and `Connection`). The body is handed over as it is, not
+/// copied: for `GET /nodes/` it is the committed list's JSON, shared by every answer until
+/// the list changes.
+fn to_tiny(response: Response) -> tiny_http::Response {
     let mut answer = tiny_http::Response::from_shared(Arc::new(response.body))
         .with_status_code(StatusCode(response.status))
         .with_header(fixed_header(
@@ -174,8 +210,7 @@ fn send(request: tiny_http::Request, response: Response, stats: &Stats) {
     if let Some(allow) = response.allow {
         answer.add_header(fixed_header("Allow", allow));
     }
-    // An error means the client has gone: nothing left to do.
-    let _ = request.respond(answer);
+    answer
 }
 
 /// A header from ASCII constants.
