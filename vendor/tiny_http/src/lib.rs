@@ -11,7 +11,7 @@
 //!
 //! ```no_run
 //! let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-//! for request in server.incoming_requests() {
+//! while let Ok(request) = server.recv() {
 //!     let _ = request.respond(tiny_http::Response::from_string("hello"));
 //! }
 //! ```
@@ -38,7 +38,7 @@ pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use head::Framing;
 pub use refusal::{Cause, Refusal, Refusals};
 pub use request::Request;
-pub use response::{Response, ResponseBox, SharedBody};
+pub use response::{Response, SharedBody};
 
 mod body;
 mod client;
@@ -122,10 +122,6 @@ impl Drop for Slot<'_> {
     }
 }
 
-pub struct IncomingRequests<'a> {
-    server: &'a Server,
-}
-
 impl Server {
     /// Binds `addr` and serves it with the default `Limits`.
     pub fn http<A>(addr: A) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
@@ -169,11 +165,6 @@ impl Server {
         })
     }
 
-    #[inline]
-    pub fn incoming_requests(&self) -> IncomingRequests<'_> {
-        IncomingRequests { server: self }
-    }
-
     /// The address the listener is bound to (with the real port when bound to port 0).
     #[inline]
     pub fn server_addr(&self) -> SocketAddr {
@@ -203,11 +194,6 @@ impl Server {
         Ok(self.shared.messages.pop_timeout(timeout))
     }
 
-    /// Same as `recv()` but doesn't block.
-    pub fn try_recv(&self) -> IoResult<Option<Request>> {
-        Ok(self.shared.messages.try_pop())
-    }
-
     /// Unblocks one thread blocked in `recv()`, after the requests already queued.
     pub fn unblock(&self) {
         self.shared.messages.unblock();
@@ -222,13 +208,6 @@ impl Server {
         // Wake the accept thread, blocked in accept(), with a connection of our own.
         let _ =
             TcpStream::connect_timeout(&wake_address(self.listening_addr), Duration::from_secs(1));
-    }
-}
-
-impl Iterator for IncomingRequests<'_> {
-    type Item = Request;
-    fn next(&mut self) -> Option<Request> {
-        self.server.recv().ok()
     }
 }
 

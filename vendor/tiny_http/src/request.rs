@@ -61,12 +61,6 @@ impl Request {
         }
     }
 
-    /// Whether the request came over TLS: never, in this fork.
-    #[inline]
-    pub fn secure(&self) -> bool {
-        false
-    }
-
     /// The request method (`GET`, `POST`, …).
     #[inline]
     pub fn method(&self) -> &Method {

@@ -24,9 +24,6 @@ pub struct Response {
     body: SharedBody,
 }
 
-/// A `Response` whose body is shared; the same type since the fork keeps bodies in memory.
-pub type ResponseBox = Response;
-
 /// A response rendered for the connection thread: the status line and headers, the body
 /// still shared (`None` when there is none to send, as for `HEAD`), and whether the
 /// connection closes after it.
