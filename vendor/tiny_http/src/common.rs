@@ -76,6 +76,7 @@ impl PartialEq<u16> for StatusCode {
 /// One header field line: a name and its value.
 #[derive(Debug, Clone)]
 pub struct Header {
+    /// The field name.
     pub field: HeaderField,
     /// The value without surrounding white space. Bytes that are not UTF-8 (RFC 9110 §5.5
     /// `obs-text`) are replaced by U+FFFD.
@@ -180,20 +181,30 @@ pub(crate) fn is_token_byte(b: u8) -> bool {
 /// A request method (RFC 9110 §9). Methods are case-sensitive: `get` is a method of its own.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Method {
+    /// `GET` (RFC 9110 §9.3.1)
     Get,
+    /// `HEAD` (RFC 9110 §9.3.2)
     Head,
+    /// `POST` (RFC 9110 §9.3.3)
     Post,
+    /// `PUT` (RFC 9110 §9.3.4)
     Put,
+    /// `DELETE` (RFC 9110 §9.3.5)
     Delete,
+    /// `CONNECT` (RFC 9110 §9.3.6)
     Connect,
+    /// `OPTIONS` (RFC 9110 §9.3.7)
     Options,
+    /// `TRACE` (RFC 9110 §9.3.8)
     Trace,
+    /// `PATCH` (RFC 5789)
     Patch,
     /// Any other token.
     NonStandard(String),
 }
 
 impl Method {
+    /// The method as sent, e.g. `"GET"`.
     pub fn as_str(&self) -> &str {
         match self {
             Method::Get => "GET",

@@ -37,9 +37,11 @@ pub enum Cause {
 /// One answer the connection layer gives on its own, as its `Refusals` hook sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct Refusal<'a> {
+    /// The status answered: 400, 408, 414, 417, 431, 500, 501, 503 or 505.
     pub status: StatusCode,
     /// One sentence, lowercase, saying what was wrong, e.g. `"request head too large"`.
     pub reason: &'a str,
+    /// Why, as data: tells a 503 over `max_connections` from a 503 while stopping.
     pub cause: Cause,
     /// The request's method, when its request line was read.
     pub method: Option<&'a Method>,
@@ -47,8 +49,8 @@ pub struct Refusal<'a> {
     pub target: Option<&'a str>,
     /// The client.
     pub peer: SocketAddr,
-    /// Connections open at that moment, this one included (for `TooManyConnections`, the
-    /// number that was over the limit).
+    /// Connections being served at that moment (for `TooManyConnections`, the ones that
+    /// filled the limit; the refused one is not among them).
     pub connections: usize,
 }
 

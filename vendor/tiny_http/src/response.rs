@@ -133,6 +133,7 @@ impl Response {
         self
     }
 
+    /// The status this response answers with.
     pub fn status_code(&self) -> StatusCode {
         self.status_code
     }
