@@ -53,7 +53,13 @@ pub enum Body<'a> {
     Bytes(&'a [u8]),
     /// Over `MAX_BODY_BYTES`: not read.
     TooLarge,
+    /// No body, because the request had neither `Content-Length` nor `Transfer-Encoding`
+    /// (RFC 9112 §6.3). Node.js's `http.request` sends a `DELETE` body this way.
+    Unframed,
 }
+
+/// The answer to a request that needs a node but came without a framed body.
+pub const UNFRAMED: &str = "the request has no body (no Content-Length or Transfer-Encoding); send the node as JSON with a length";
 
 /// The settings the API needs.
 #[derive(Debug, Clone)]
@@ -273,6 +279,9 @@ fn decide(
                 format!("request body is over {} KiB", MAX_BODY_BYTES / 1024),
             ));
         }
+        // Only GET and HEAD need no node.
+        Body::Unframed if method != "GET" => return Err(Response::error(400, UNFRAMED)),
+        Body::Unframed => b"",
     };
     let reply = match (route, method) {
         (Route::Root, "GET") => Reply::Now(Response::empty(200)),

@@ -65,8 +65,11 @@ impl Server {
             what: "the HTTP server",
             source,
         };
-        let http =
-            Arc::new(tiny_http::Server::from_listener(listener, limits).map_err(start_error)?);
+        let refusals = refusals(Arc::clone(&api.stats), api.config.network.clone());
+        let http = Arc::new(
+            tiny_http::Server::from_listener_with(listener, limits, refusals)
+                .map_err(start_error)?,
+        );
         let mut workers = Vec::with_capacity(options.workers);
         for i in 0..options.workers {
             let (http, api) = (Arc::clone(&http), Arc::clone(&api));
@@ -129,6 +132,8 @@ fn serve(mut request: tiny_http::Request, api: &Api, load: Load) {
             target: request.url(),
             body: if request.body_too_large() {
                 Body::TooLarge
+            } else if request.framing() == tiny_http::Framing::None {
+                Body::Unframed
             } else {
                 Body::Bytes(&body)
             },
@@ -222,10 +227,31 @@ fn note_defences(stats: &Stats, outcome: &Outcome) {
     }
 }
 
+/// The answers tiny_http's connection layer gives on its own (a malformed or too slow
+/// request, too many connections, …): worded as the API's errors, with the same headers, and
+/// counted in `http_requests_total` like them (under route `other` when the path is unknown
+/// or was never read).
+fn refusals(stats: Arc<Stats>, network: Option<String>) -> tiny_http::Refusals {
+    Arc::new(move |refusal: &tiny_http::Refusal<'_>| {
+        stats.requests.count(
+            refusal.target.map_or(Label::Other, Label::of),
+            refusal.method.map_or("other", tiny_http::Method::as_str),
+            refusal.status.0,
+        );
+        log::debug!(
+            "{} {} from {} -> {} ({})",
+            refusal.method.map_or("-", tiny_http::Method::as_str),
+            refusal.target.unwrap_or("-"),
+            refusal.peer.ip(),
+            refusal.status.0,
+            refusal.reason
+        );
+        to_tiny(Response::error(refusal.status.0, refusal.reason), &network)
+    })
+}
+
 /// Counts the answer, turns it into tiny_http's response and hands it to the connection
-/// thread. The body is handed over as it is, not copied: for `GET /nodes/` it is the
-/// committed list's JSON, shared by every answer until the list changes. With `--network`,
-/// every answer names it.
+/// thread.
 fn send(
     request: tiny_http::Request,
     label: Label,
@@ -246,6 +272,15 @@ fn send(
             .map_or_else(|| "?".to_string(), |a| a.ip().to_string()),
         response.status
     );
+    // An error means the client has gone: nothing left to do.
+    let _ = request.respond(to_tiny(response, network));
+}
+
+/// Every answer's headers and body, the API's and the connection layer's alike (tiny_http
+/// adds `Date`, `Content-Length` and `Connection`). The body is handed over as it is, not
+/// copied: for `GET /nodes/` it is the committed list's JSON, shared by every answer until
+/// the list changes. With `--network`, every answer names it (SPEC §11).
+fn to_tiny(response: Response, network: &Option<String>) -> tiny_http::Response {
     let mut answer = tiny_http::Response::from_shared(Arc::new(response.body))
         .with_status_code(StatusCode(response.status))
         .with_header(fixed_header(
@@ -270,8 +305,7 @@ fn send(
     {
         answer.add_header(header);
     }
-    // An error means the client has gone: nothing left to do.
-    let _ = request.respond(answer);
+    answer
 }
 
 /// A header from ASCII constants.

@@ -52,9 +52,10 @@ impl Default for Round {
 
 /// The methods requests are counted under.
 pub const METHODS: [&str; 5] = ["GET", "HEAD", "POST", "DELETE", "other"];
-/// The statuses requests are counted under; anything else counts as `other`.
-pub const STATUSES: [u16; 17] = [
-    200, 400, 403, 404, 405, 408, 413, 417, 429, 431, 500, 501, 502, 503, 504, 505, 507,
+/// The statuses requests are counted under; anything else counts as `other`. 408, 414, 417,
+/// 431, 501 and 505 are only ever answered by the connection layer (tiny_http's `Refusals`).
+pub const STATUSES: [u16; 18] = [
+    200, 400, 403, 404, 405, 408, 413, 414, 417, 429, 431, 500, 501, 502, 503, 504, 505, 507,
 ];
 
 /// Status cells: one per entry of `STATUSES`, and `other`.

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
-use super::http::{Resp, exchange};
+use super::http::{Resp, exchange_on};
 
 /// Set inside the namespace, so the re-executed test runs its body instead of re-executing.
 const INSIDE: &str = "SEEDMESH_TEST_NETNS";
@@ -94,7 +94,7 @@ pub fn request_from(
     headers: &[(&str, &str)],
 ) -> Resp {
     let stream = connect_from(source, addr);
-    exchange(stream, method, addr, path, body.map(str::as_bytes), headers)
+    exchange_on(stream, method, addr, path, body.map(str::as_bytes), headers)
         .unwrap_or_else(|e| panic!("{method} {addr}{path} from {source}: {e}"))
 }
 
