@@ -297,6 +297,17 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// Exactly these nodes, for a process bound to one address (tests and the simulator).
+    pub fn of(mut nodes: Vec<Node>) -> Identity {
+        nodes.sort();
+        nodes.dedup();
+        Identity {
+            port: nodes.first().map_or(0, |n| n.port),
+            all_interfaces: None,
+            nodes,
+        }
+    }
+
     /// The identities as nodes, sorted, without duplicates.
     pub fn nodes(&self) -> &[Node] {
         &self.nodes

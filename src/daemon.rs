@@ -4,8 +4,8 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
-use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,9 @@ use signal_hook::iterator::Signals;
 use crate::config::{NODE_PORTS, Settings};
 use crate::error::Error;
 use crate::logging::count;
-use crate::peers::Peers;
+use crate::membership::Rules;
+use crate::peers::{PeerPolicy, Peers};
+use crate::policy::{DEFAULT_MAX_SOURCES, LocalRule, TokenBuckets};
 use crate::report::Profile;
 use crate::routes::ApiConfig;
 use crate::server::{Api, Server, ServerOptions};
@@ -42,23 +44,31 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
     let bound = listener.local_addr().map_err(start_error("the listener"))?;
     let me = settings.advertised(bound.port());
     let identity = settings.identity(bound);
+    let local = LocalRule {
+        allow_local: settings.allows_local(bound.ip()),
+        public_only: settings.public_only,
+    };
     let (store, warnings) = Store::open(StoreOptions {
         dir: settings.dir.clone(),
         file_name: settings.nodes_file.clone(),
-        max_nodes: settings.max_nodes,
-        own: identity.nodes().to_vec(),
+        rules: Rules {
+            max_nodes: settings.max_nodes,
+            own: identity.clone(),
+            local,
+        },
     })?;
     for warning in warnings {
         log::warn!("{warning}");
     }
     let store = Arc::new(store);
-    let stats = Arc::new(Stats::default());
+    let stats = Arc::new(Stats::with_interval(settings.upd_int));
 
     let api = Arc::new(Api {
         config: ApiConfig {
             list_limit: settings.list_limit,
             verify_source: settings.verify_source,
             admin_token: settings.admin_token.clone(),
+            network: settings.network.clone(),
         },
         store: Arc::clone(&store),
         profile: Profile {
@@ -68,6 +78,11 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
             settings: settings.clone(),
         },
         stats: Arc::clone(&stats),
+        buckets: Mutex::new(TokenBuckets::new(
+            settings.reg_rate,
+            settings.reg_burst,
+            DEFAULT_MAX_SOURCES,
+        )),
     });
     let server = Server::start(
         listener,
@@ -91,7 +106,7 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
             .unwrap_or_default(),
         settings.dir.display(),
         store.path().display(),
-        count(store.snapshot().nodes.len(), "known node")
+        count(store.snapshot().table.len(), "known node")
     );
 
     let role = match (&me, &settings.node) {
@@ -104,9 +119,23 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
     };
     let updater = Updater {
         members: Arc::clone(&store),
-        transport: Peers::new(settings.timeout, settings.check_threads),
+        transport: Peers::new(
+            settings.timeout,
+            settings.check_threads,
+            PeerPolicy {
+                local,
+                own: identity,
+                network: settings.network.clone(),
+                exempt: settings
+                    .node
+                    .as_ref()
+                    .map(|node| node.seeds.clone())
+                    .unwrap_or_default(),
+            },
+        ),
         clock: SystemClock,
         role,
+        rng: Mutex::new(fastrand::Rng::new()),
     };
     let (interval, fail_limit) = (settings.upd_int, settings.fail_limit);
     let (stop, stopped) = mpsc::channel::<()>();

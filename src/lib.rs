@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod error;
 pub mod flags;
 pub mod logging;
+pub mod membership;
 pub mod nodes;
 pub mod peers;
 pub mod policy;

@@ -1,9 +1,8 @@
 //! The node object (SPEC §1): validation with a precise reason for each rejection, the
-//! canonical form that decides identity, and `NodeSet`, the ordered set of known nodes.
+//! canonical form that decides identity.
 //! The address itself (parsing, scope, group) is `address`; reading JSON text is `pyjson`.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -288,71 +287,6 @@ impl Serialize for Node {
     }
 }
 
-/// The known nodes: a set in insertion order (oldest first), as `GET /nodes/` lists them.
-#[derive(Debug, Clone, Default)]
-pub struct NodeSet {
-    order: Vec<Node>,
-    index: HashSet<Node>,
-}
-
-impl NodeSet {
-    pub fn new() -> NodeSet {
-        NodeSet::default()
-    }
-
-    pub fn len(&self) -> usize {
-        self.order.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
-    }
-
-    pub fn contains(&self, node: &Node) -> bool {
-        self.index.contains(node)
-    }
-
-    /// The node at position `i`, oldest first.
-    pub fn get(&self, i: usize) -> Option<&Node> {
-        self.order.get(i)
-    }
-
-    /// The nodes, oldest first.
-    pub fn as_slice(&self) -> &[Node] {
-        &self.order
-    }
-
-    /// Adds `node` at the end; false when it was already known.
-    pub fn insert(&mut self, node: Node) -> bool {
-        if self.index.contains(&node) {
-            return false;
-        }
-        self.index.insert(node.clone());
-        self.order.push(node);
-        true
-    }
-
-    /// Removes every node in `gone`; returns how many were known.
-    pub fn remove_all(&mut self, gone: &HashSet<Node>) -> usize {
-        let before = self.order.len();
-        self.order.retain(|node| !gone.contains(node));
-        for node in gone {
-            self.index.remove(node);
-        }
-        before - self.order.len()
-    }
-
-    /// A uniformly random sample of at most `k` nodes, in random order.
-    pub fn sample(&self, k: usize, rng: &mut fastrand::Rng) -> Vec<&Node> {
-        rng.choose_multiple(self.order.iter(), k)
-    }
-
-    /// One node chosen uniformly at random.
-    pub fn random(&self, rng: &mut fastrand::Rng) -> Option<&Node> {
-        rng.choice(self.order.iter())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -591,37 +525,5 @@ mod tests {
         for host in ["10.0.0.1", "::2", "localhost.example.com"] {
             assert!(!Host::parse(host).unwrap().is_loopback(), "{host}");
         }
-    }
-
-    #[test]
-    fn node_set_keeps_insertion_order_and_rejects_duplicates() {
-        let mut set = NodeSet::new();
-        let n = |p| Node::new("127.0.0.1", p).unwrap();
-        assert!(set.insert(n(3)));
-        assert!(set.insert(n(1)));
-        assert!(!set.insert(n(3)));
-        assert!(set.insert(n(2)));
-        assert_eq!(set.as_slice(), &[n(3), n(1), n(2)]);
-        assert_eq!(set.get(1), Some(&n(1)));
-        assert_eq!(set.remove_all(&[n(1), n(9)].into_iter().collect()), 1);
-        assert_eq!(set.as_slice(), &[n(3), n(2)]);
-        assert!(!set.contains(&n(1)));
-        assert!(set.insert(n(1)), "a removed node can come back");
-    }
-
-    #[test]
-    fn samples_are_bounded_and_distinct() {
-        let mut set = NodeSet::new();
-        for p in 1..=50 {
-            set.insert(Node::new("127.0.0.1", p).unwrap());
-        }
-        let mut rng = fastrand::Rng::with_seed(7);
-        let sample = set.sample(10, &mut rng);
-        assert_eq!(sample.len(), 10);
-        let distinct: HashSet<_> = sample.iter().collect();
-        assert_eq!(distinct.len(), 10);
-        assert_eq!(set.sample(100, &mut rng).len(), 50);
-        assert!(set.random(&mut rng).is_some());
-        assert!(NodeSet::new().random(&mut rng).is_none());
     }
 }

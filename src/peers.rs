@@ -1,14 +1,38 @@
-//! The real `Transport`: HTTP requests to other processes with ureq (SPEC §5, §7, §10), every
-//! one bounded by `--timeout`, run on at most `--check_threads` threads by `parallel`.
+//! The real `Transport`: HTTP requests to other processes with ureq (SPEC §5, §7, §10, §11),
+//! every one bounded by `--timeout`, run on at most `--check_threads` threads by `parallel`.
+//!
+//! Before any connection, the address is held to SPEC §11's local-address rule: an IP
+//! literal as it is, a name by each address it resolves to (resolved here, not by ureq, so
+//! that the address connected to is the one checked). With `--network`, every request
+//! carries the `Seedmesh-Network` header and an answer naming another network is a failure.
 
 use std::io;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError, mpsc};
 use std::thread;
 use std::time::Duration;
 
-use crate::nodes::Node;
+use crate::config::Identity;
+use crate::nodes::{Host, Node};
+use crate::policy::LocalRule;
 use crate::transport::{PeerError, PeerList, Transport};
+
+/// The header that keeps networks apart (SPEC §11).
+pub const NETWORK_HEADER: &str = "Seedmesh-Network";
+
+/// What every request to a peer respects (SPEC §1, §11).
+#[derive(Debug, Clone)]
+pub struct PeerPolicy {
+    /// SPEC §11's local-address rule, for every address before it is connected to.
+    pub local: LocalRule,
+    /// This process: a name that resolves to it is a failed check, never a request.
+    pub own: Identity,
+    /// `--network`: sent with every request, and checked in every answer.
+    pub network: Option<String>,
+    /// Seeds given on the command line: the operator's choice, exempt from the local rule.
+    pub exempt: Vec<Node>,
+}
 
 /// A peer's `/nodes/` answer over this size is dropped (SPEC §10), in bytes.
 pub const MAX_LIST_BYTES: u64 = 4 * 1024 * 1024;
@@ -26,12 +50,22 @@ pub struct Peers {
     agent: ureq::Agent,
     /// Most requests in flight at once in `each` (`--check_threads`).
     threads: usize,
+    timeout: Duration,
+    policy: PeerPolicy,
+}
+
+/// Where a request goes: the URL's origin (an IP literal, so ureq resolves nothing) and, for
+/// a node known by name, the `Host` header that names it.
+struct Target {
+    origin: String,
+    host: Option<String>,
 }
 
 impl Peers {
-    /// A client whose every request (connect, send, answer) ends within `timeout`, running at
-    /// most `threads` requests at once.
-    pub fn new(timeout: Duration, threads: usize) -> Peers {
+    /// A client whose every request (connect, send, answer) ends within `timeout` (a name's
+    /// resolution has a `timeout` of its own before that), running at most `threads`
+    /// requests at once, within `policy`.
+    pub fn new(timeout: Duration, threads: usize, policy: PeerPolicy) -> Peers {
         let config = ureq::Agent::config_builder()
             // Connect, send and receive, all within one budget.
             .timeout_global(Some(timeout))
@@ -55,31 +89,135 @@ impl Peers {
         Peers {
             agent: config.into(),
             threads,
+            timeout,
+            policy,
         }
+    }
+
+    /// Where to send a request for `node`, once its address passed the rules.
+    fn target(&self, node: &Node) -> Result<Target, PeerError> {
+        let exempt = self.policy.exempt.contains(node);
+        let allowed = |ip: IpAddr| -> Result<(), PeerError> {
+            let candidate = Node {
+                host: Host::Ip(ip.to_canonical()),
+                port: node.port,
+            };
+            if self.policy.own.contains(&candidate) {
+                return Err(PeerError::IsSelf);
+            }
+            if exempt {
+                return Ok(());
+            }
+            self.policy
+                .local
+                .check_ip(ip)
+                .map_err(|refusal| PeerError::LocalAddress(refusal.to_string()))
+        };
+        match &node.host {
+            Host::Ip(ip) => {
+                allowed(*ip)?;
+                Ok(Target {
+                    origin: node.url(""),
+                    host: None,
+                })
+            }
+            Host::Name(name) => {
+                let addrs = resolve(name, node.port, self.timeout)?;
+                let mut refused = None;
+                for addr in addrs {
+                    match allowed(addr.ip()) {
+                        Ok(()) => {
+                            let at = Node {
+                                host: Host::Ip(addr.ip().to_canonical()),
+                                port: node.port,
+                            };
+                            return Ok(Target {
+                                origin: at.url(""),
+                                host: Some(node.to_string()),
+                            });
+                        }
+                        Err(PeerError::IsSelf) => return Err(PeerError::IsSelf),
+                        Err(e) => refused = refused.or(Some(e)),
+                    }
+                }
+                Err(refused.unwrap_or(PeerError::HostNotFound))
+            }
+        }
+    }
+
+    /// A request to `node` at `path`, with the headers every request carries.
+    fn request<B>(
+        &self,
+        node: &Node,
+        path: &str,
+        make: impl FnOnce(&ureq::Agent, String) -> ureq::RequestBuilder<B>,
+    ) -> Result<ureq::RequestBuilder<B>, PeerError> {
+        let target = self.target(node)?;
+        let mut request = make(&self.agent, format!("{}{path}", target.origin));
+        if let Some(host) = target.host {
+            request = request.header("Host", host);
+        }
+        if let Some(network) = &self.policy.network {
+            request = request.header(NETWORK_HEADER, network);
+        }
+        Ok(request)
+    }
+
+    /// An answer, unless it names another network.
+    fn checked(
+        &self,
+        answer: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<ureq::http::Response<ureq::Body>, PeerError> {
+        let response = answer.map_err(cause)?;
+        if let (Some(ours), Some(theirs)) =
+            (&self.policy.network, response.headers().get(NETWORK_HEADER))
+            && theirs.as_bytes() != ours.as_bytes()
+        {
+            let theirs = String::from_utf8_lossy(theirs.as_bytes()).into_owned();
+            return Err(PeerError::OtherNetwork(theirs));
+        }
+        Ok(response)
+    }
+}
+
+/// The addresses of `name`, resolved by the system within `timeout` (on a thread of its own:
+/// the system resolver has no timeout we can set).
+fn resolve(name: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, PeerError> {
+    let (tx, rx) = mpsc::channel();
+    let query = (name.to_owned(), port);
+    let spawned = thread::Builder::new()
+        .name("resolve".into())
+        .stack_size(CHECK_STACK_BYTES)
+        .spawn(move || {
+            let _ = tx.send(query.to_socket_addrs().map(Iterator::collect::<Vec<_>>));
+        });
+    if let Err(e) = spawned {
+        return Err(PeerError::Network(format!("cannot resolve {name}: {e}")));
+    }
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(addrs)) if !addrs.is_empty() => Ok(addrs),
+        Ok(_) => Err(PeerError::HostNotFound),
+        Err(_) => Err(PeerError::Timeout),
     }
 }
 
 impl Transport for Peers {
     fn probe(&self, node: &Node) -> Result<(), PeerError> {
-        self.agent
-            .get(node.url("/"))
-            .call()
-            .map(drop)
-            .map_err(cause)
+        let request = self.request(node, "/", |agent, url| agent.get(url))?;
+        self.checked(request.call()).map(drop)
     }
 
     fn announce(&self, node: &Node, me: &Node) -> Result<(), PeerError> {
-        self.agent
-            .post(node.url("/"))
+        let request = self.request(node, "/", |agent, url| agent.post(url))?;
+        let answer = request
             .header("Content-Type", "application/json")
-            .send(&json(me)[..])
-            .map(drop)
-            .map_err(cause)
+            .send(&json(me)[..]);
+        self.checked(answer).map(drop)
     }
 
     fn fetch_nodes(&self, node: &Node, me: Option<&Node>) -> Result<PeerList, PeerError> {
-        let request = self.agent.get(node.url("/nodes/"));
-        let mut response = match me {
+        let request = self.request(node, "/nodes/", |agent, url| agent.get(url))?;
+        let answer = match me {
             // The original's later version registers a node that sends itself as the body
             // of `GET /nodes/`, and answers 415 to a `GET /nodes/` without one (SPEC §2).
             Some(me) => request
@@ -87,8 +225,8 @@ impl Transport for Peers {
                 .force_send_body()
                 .send(&json(me)[..]),
             None => request.call(),
-        }
-        .map_err(cause)?;
+        };
+        let mut response = self.checked(answer)?;
         let status = response.status().as_u16();
         if status != 200 && me.is_some() {
             // Our registration was refused (a full table, a rate limit…): the list is
@@ -142,7 +280,7 @@ fn cause(e: ureq::Error) -> PeerError {
         ureq::Error::BodyExceedsLimit(_) => PeerError::TooLarge,
         ureq::Error::Protocol(e) => PeerError::Protocol(e.to_string()),
         ureq::Error::Io(e) => match e.kind() {
-            io::ErrorKind::ConnectionRefused => PeerError::Refused,
+            io::ErrorKind::ConnectionRefused => PeerError::ConnectionRefused,
             io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => PeerError::Timeout,
             io::ErrorKind::ConnectionReset
             | io::ErrorKind::ConnectionAborted
@@ -262,7 +400,16 @@ mod tests {
         assert!(body.len() > 10 * ANSWER_HEAD_BYTES);
         // A head of a few KiB (long headers from another implementation) fits too.
         let head = format!("X-Padding: {}\r\n", "x".repeat(4000));
-        let peers = Peers::new(Duration::from_secs(5), 4);
+        let policy = PeerPolicy {
+            local: LocalRule {
+                allow_local: true,
+                public_only: false,
+            },
+            own: Identity::of(Vec::new()),
+            network: None,
+            exempt: Vec::new(),
+        };
+        let peers = Peers::new(Duration::from_secs(5), 4, policy);
         let list = peers.fetch_nodes(&serve_once(head, body), None).unwrap();
         assert_eq!(list.nodes.len(), 5000);
         assert_eq!(list.nodes[4999].port, 5000);

@@ -10,9 +10,10 @@ use serde::Serialize;
 
 use crate::config::Settings;
 use crate::logging::rfc3339;
+use crate::membership::Snapshot;
 use crate::nodes::Node;
 use crate::stats::Stats;
-use crate::store::{PersistError, Snapshot, StoreStats};
+use crate::store::{PersistError, StoreStats};
 use crate::transport::PeerError;
 
 /// The Content-Type of `/metrics`.
@@ -60,7 +61,12 @@ pub struct Status<'a> {
     pub node: &'a Option<Node>,
     pub version: &'static str,
     pub uptime_seconds: u64,
+    /// Nodes this process vouches for: what `GET /nodes/` lists.
     pub known: usize,
+    /// The known-node table (SPEC §11).
+    pub table: TableReport,
+    /// What the defences of SPEC §11 did since start.
+    pub defences: DefenceReport,
     pub last_round: Option<LastRound>,
     pub rounds: u64,
     pub totals: Totals,
@@ -81,6 +87,34 @@ pub struct LastRound {
     pub removed: usize,
     pub learned: usize,
     pub known: usize,
+}
+
+/// The known-node table, as `/status` reports it.
+#[derive(Debug, Serialize)]
+pub struct TableReport {
+    /// Entries, vouched for or not.
+    pub entries: usize,
+    /// Entries waiting for this process's first check of them (learned, loaded, or names).
+    pub unverified: usize,
+    /// Address groups with at least one entry.
+    pub groups: usize,
+    /// Entries in the largest group.
+    pub largest_group: usize,
+}
+
+/// What SPEC §11's defences did since start, as `/status` reports it.
+#[derive(Debug, Serialize)]
+pub struct DefenceReport {
+    /// Registrations refused with 507 (full table, newcomer's group the largest).
+    pub full: u64,
+    /// Registrations refused with 429 (`--reg_rate`).
+    pub rate_limited: u64,
+    /// Entries evicted to make room for a newcomer of a smaller group.
+    pub evicted: u64,
+    /// Nodes refused by the local-address rule.
+    pub refused_local: u64,
+    /// Failed checks of peers that answered for another `--network`.
+    pub other_network: u64,
 }
 
 /// Running totals since start.
@@ -124,7 +158,20 @@ pub fn status<'a>(facts: &Facts<'a>) -> Status<'a> {
         node: &profile.node,
         version: profile.version,
         uptime_seconds: stats.started.elapsed().as_secs(),
-        known: snapshot.nodes.len(),
+        known: snapshot.known().len(),
+        table: TableReport {
+            entries: snapshot.table.len(),
+            unverified: snapshot.unverified(),
+            groups: snapshot.table.groups(),
+            largest_group: snapshot.table.largest_group(),
+        },
+        defences: DefenceReport {
+            full: read(&stats.defences.full),
+            rate_limited: read(&stats.defences.rate_limited),
+            evicted: read(&stats.defences.evicted),
+            refused_local: read(&stats.defences.refused_local),
+            other_network: read(&stats.check_failures[PeerError::OTHER_NETWORK]),
+        },
         last_round,
         rounds: read(&stats.rounds),
         totals: Totals {
@@ -216,8 +263,57 @@ pub fn metrics(facts: &Facts<'_>) -> String {
     out.single(
         "known_nodes",
         "gauge",
-        "Nodes known right now.",
-        snapshot.nodes.len(),
+        "Nodes this process vouches for right now (what GET /nodes/ lists).",
+        snapshot.known().len(),
+    );
+    out.single(
+        "table_entries",
+        "gauge",
+        "Entries in the known-node table, vouched for or not.",
+        snapshot.table.len(),
+    );
+    out.single(
+        "unverified_nodes",
+        "gauge",
+        "Entries waiting for this process's first check (learned, loaded, or names).",
+        snapshot.unverified(),
+    );
+    out.single(
+        "address_groups",
+        "gauge",
+        "Address groups (IPv4 /16, IPv6 /32, a name's last two labels) with entries.",
+        snapshot.table.groups(),
+    );
+    out.single(
+        "largest_group_entries",
+        "gauge",
+        "Entries in the largest address group.",
+        snapshot.table.largest_group(),
+    );
+    let defences = &stats.defences;
+    out.single(
+        "registrations_full_total",
+        "counter",
+        "Registrations refused with 507: table full and the newcomer's group the largest.",
+        read(&defences.full),
+    );
+    out.single(
+        "rate_limited_total",
+        "counter",
+        "Registrations refused with 429: the source added new nodes faster than --reg_rate.",
+        read(&defences.rate_limited),
+    );
+    out.single(
+        "evictions_total",
+        "counter",
+        "Entries evicted from the largest address group to make room for a newcomer.",
+        read(&defences.evicted),
+    );
+    out.single(
+        "refused_local_total",
+        "counter",
+        "Nodes refused by the local-address rule (--allow_local, --public_only).",
+        read(&defences.refused_local),
     );
     out.single(
         "max_nodes",

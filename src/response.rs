@@ -5,8 +5,8 @@ use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 
+use crate::membership::Snapshot;
 use crate::nodes::Node;
-use crate::store::Snapshot;
 
 /// The Content-Type of every JSON answer.
 pub const JSON: &str = "application/json";
@@ -30,7 +30,7 @@ pub struct Response {
 pub enum Payload {
     Empty,
     Owned(Vec<u8>),
-    /// The committed list's JSON, shared rather than copied.
+    /// The committed list's JSON (its vouched nodes), shared rather than copied.
     List(Arc<Snapshot>),
     /// A sample of the known nodes (`GET /nodes/` beyond `--list_limit`, `?limit=N`), as
     /// nodes; their JSON array is made on first use. The simulator reads the nodes without
@@ -43,7 +43,7 @@ impl AsRef<[u8]> for Payload {
         match self {
             Payload::Empty => &[],
             Payload::Owned(bytes) => bytes,
-            Payload::List(snapshot) => snapshot.json(),
+            Payload::List(snapshot) => snapshot.known_json(),
             // Serializing our own types to memory cannot fail.
             Payload::Sample(nodes, json) => {
                 json.get_or_init(|| serde_json::to_vec(nodes).unwrap_or_default())
@@ -75,7 +75,7 @@ impl Response {
         }
     }
 
-    /// The whole committed list, oldest first.
+    /// The committed list's vouched nodes, oldest first.
     pub fn list(snapshot: Arc<Snapshot>) -> Response {
         Response {
             body: Payload::List(snapshot),

@@ -1,5 +1,6 @@
-//! The HTTP API (SPEC §2, §3, §10) as one pure function: the request's facts, a snapshot of
-//! the known nodes and an RNG in, a decision out. No sockets, no disk, no clock here:
+//! The HTTP API (SPEC §2, §3, §10, §11) as one pure function: the request's facts and a
+//! `Context` (the settings, a snapshot of the known nodes, the time, an RNG and the
+//! registration token buckets) in, a decision out. No sockets, no disk, no clock here:
 //! `server.rs` does the I/O.
 //!
 //! A request that changes the list does not answer at once: `handle` returns the `Change`
@@ -7,11 +8,14 @@
 //! turns the committed outcome into the response.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
+use crate::membership::{Change, Committed, Outcome, Snapshot, vouched};
 use crate::nodes::{Host, Node, NodeError};
+use crate::policy::TokenBuckets;
 use crate::response::Response;
-use crate::store::{Change, Committed, Outcome, PersistError, Snapshot};
+use crate::store::PersistError;
 
 /// Request bodies larger than this are refused with 413 (SPEC §3), in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -27,6 +31,20 @@ pub struct Request<'a> {
     pub caller: IpAddr,
     /// The `Authorization` header, if any.
     pub authorization: Option<&'a str>,
+    /// The `Seedmesh-Network` header, if any (SPEC §11).
+    pub network: Option<&'a str>,
+}
+
+/// What a request is decided against.
+pub struct Context<'a> {
+    pub config: &'a ApiConfig,
+    /// The committed table.
+    pub snapshot: &'a Arc<Snapshot>,
+    /// When the request arrived, for the token buckets.
+    pub now: Instant,
+    pub rng: &'a mut fastrand::Rng,
+    /// SPEC §11's per-source token buckets for new registrations, shared by the workers.
+    pub buckets: &'a Mutex<TokenBuckets>,
 }
 
 /// A request body, as the connection layer read it.
@@ -35,7 +53,13 @@ pub enum Body<'a> {
     Bytes(&'a [u8]),
     /// Over `MAX_BODY_BYTES`: not read.
     TooLarge,
+    /// No body, because the request had neither `Content-Length` nor `Transfer-Encoding`
+    /// (RFC 9112 §6.3). Node.js's `http.request` sends a `DELETE` body this way.
+    Unframed,
 }
+
+/// The answer to a request that needs a node but came without a framed body.
+pub const UNFRAMED: &str = "the request has no body (no Content-Length or Transfer-Encoding); send the node as JSON with a length";
 
 /// The settings the API needs.
 #[derive(Debug, Clone)]
@@ -46,6 +70,8 @@ pub struct ApiConfig {
     pub verify_source: bool,
     /// Lets remote callers change the list with `Authorization: Bearer <token>`.
     pub admin_token: Option<String>,
+    /// `--network`: a registration naming another network is refused (SPEC §11).
+    pub network: Option<String>,
 }
 
 /// What `handle` decided, and the label the request is counted under in `/metrics`.
@@ -104,6 +130,7 @@ impl Answer {
                 400,
                 "that is this server's own address; a server never lists itself",
             ),
+            (_, Outcome::Refused(refusal)) => Response::error(400, refusal.to_string()),
             (Answer::Registered(node), _) => Response::json(200, &node),
             (Answer::List, _) => Response::list(committed.snapshot),
             (Answer::Listing { most }, _) => listing(&committed.snapshot, most, rng),
@@ -206,13 +233,8 @@ impl Route {
     }
 }
 
-/// Decides the answer to `request` against `snapshot`, the committed list.
-pub fn handle(
-    config: &ApiConfig,
-    snapshot: &Arc<Snapshot>,
-    request: &Request<'_>,
-    rng: &mut fastrand::Rng,
-) -> Decision {
+/// Decides the answer to `request`.
+pub fn handle(context: &mut Context<'_>, request: &Request<'_>) -> Decision {
     let (path, query) = match request.target.split_once('?') {
         Some((path, query)) => (path, Some(query)),
         None => (request.target, None),
@@ -223,7 +245,7 @@ pub fn handle(
             reply: Reply::Now(Response::error(404, format!("no such path: {path}"))),
         };
     };
-    let reply = decide(config, snapshot, request, rng, route, query).unwrap_or_else(Reply::Now);
+    let reply = decide(context, request, route, query).unwrap_or_else(Reply::Now);
     Decision {
         label: route.label(),
         reply,
@@ -231,13 +253,12 @@ pub fn handle(
 }
 
 fn decide(
-    config: &ApiConfig,
-    snapshot: &Arc<Snapshot>,
+    context: &mut Context<'_>,
     request: &Request<'_>,
-    rng: &mut fastrand::Rng,
     route: Route,
     query: Option<&str>,
 ) -> Result<Reply, Response> {
+    let (config, snapshot) = (context.config, context.snapshot);
     let method = match request.method {
         "HEAD" => "GET",
         method => method,
@@ -258,33 +279,35 @@ fn decide(
                 format!("request body is over {} KiB", MAX_BODY_BYTES / 1024),
             ));
         }
+        // Only GET and HEAD need no node.
+        Body::Unframed if method != "GET" => return Err(Response::error(400, UNFRAMED)),
+        Body::Unframed => b"",
     };
     let reply = match (route, method) {
         (Route::Root, "GET") => Reply::Now(Response::empty(200)),
-        (Route::Root, _) => {
-            let node = registration(config, snapshot, request, body)?;
-            match node {
-                Registration::Known(node) => Reply::Now(Response::json(200, &node)),
-                Registration::New(node) => Reply::Commit {
-                    change: Change::Add(node.clone()),
-                    answer: Answer::Registered(node),
-                },
-            }
-        }
+        (Route::Root, _) => match registration(context, request, parse_node(body)?)? {
+            Registration::Known(node) => Reply::Now(Response::json(200, &node)),
+            Registration::New(node) => Reply::Commit {
+                change: Change::Register(node.clone()),
+                answer: Answer::Registered(node),
+            },
+        },
         (Route::Nodes, "GET") => {
             let most = limit.unwrap_or(usize::MAX).min(config.list_limit);
             // The original's later version registers with a node as the body (SPEC §2);
             // an empty body or `{}` registers nothing.
-            if is_empty_registration(body) {
-                Reply::Now(listing(snapshot, most, rng))
-            } else {
-                match registration(config, snapshot, request, body)? {
-                    Registration::Known(_) => Reply::Now(listing(snapshot, most, rng)),
-                    Registration::New(node) => Reply::Commit {
-                        change: Change::Add(node),
-                        answer: Answer::Listing { most },
-                    },
+            let node = Node::from_optional_json(body).map_err(bad_node)?;
+            match node
+                .map(|node| registration(context, request, node))
+                .transpose()?
+            {
+                None | Some(Registration::Known(_)) => {
+                    Reply::Now(listing(snapshot, most, context.rng))
                 }
+                Some(Registration::New(node)) => Reply::Commit {
+                    change: Change::Register(node),
+                    answer: Answer::Listing { most },
+                },
             }
         }
         (Route::Nodes, _) => {
@@ -305,18 +328,18 @@ fn decide(
                 answer: Answer::List,
             }
         }
-        (Route::Random, _) => match snapshot.nodes.random(rng) {
+        (Route::Random, _) => match snapshot.table.random_where(context.rng, vouched) {
             Some(node) => Reply::Now(Response::json(200, node)),
             None => return Err(Response::error(404, "no node is known yet")),
         },
         (Route::Status, _) => Reply::Report(Report::Status),
         (Route::Metrics, _) => Reply::Report(Report::Metrics),
-        (Route::Index(i), _) => match snapshot.nodes.get(i) {
+        (Route::Index(i), _) => match snapshot.known().get(i) {
             Some(node) => Reply::Now(Response::json(200, node)),
             None => {
                 return Err(Response::error(
                     404,
-                    format!("no node at index {i}: {} known", snapshot.nodes.len()),
+                    format!("no node at index {i}: {} known", snapshot.known().len()),
                 ));
             }
         },
@@ -324,21 +347,29 @@ fn decide(
     Ok(reply)
 }
 
-/// A registration that passed every rule: of a node already known (nothing to write), or of
-/// a new one.
+/// A registration that passed every rule of the API: of a node already vouched for (nothing
+/// to write), or one to commit (new, or known only as learned and now registering itself).
 enum Registration {
     Known(Node),
     New(Node),
 }
 
-/// Checks a node registering itself (`POST /`, or a `GET /nodes/` with a body).
+/// Checks a node registering itself (`POST /`, or a `GET /nodes/` with a body): its network,
+/// `--verify_source`, and the caller's token bucket when the node is new (SPEC §10, §11).
 fn registration(
-    config: &ApiConfig,
-    snapshot: &Snapshot,
+    context: &mut Context<'_>,
     request: &Request<'_>,
-    body: &[u8],
+    node: Node,
 ) -> Result<Registration, Response> {
-    let node = parse_node(body)?;
+    let config = context.config;
+    if let (Some(ours), Some(theirs)) = (&config.network, request.network)
+        && theirs != ours
+    {
+        return Err(Response::error(
+            403,
+            format!("this is network {ours:?}, not {theirs:?} (Seedmesh-Network)"),
+        ));
+    }
     if config.verify_source && !is_own_address(&node, request.caller) {
         return Err(Response::error(
             403,
@@ -349,23 +380,32 @@ fn registration(
             ),
         ));
     }
-    // A registration of a known node changes nothing: no need to wait for the disk.
-    if snapshot.nodes.contains(&node) {
-        return Ok(Registration::Known(node));
+    // A registration of a known node changes nothing: no need to wait for the disk, and
+    // re-announcing costs no token.
+    match context.snapshot.table.entry(&node) {
+        Some(entry) if entry.source().vouches() => return Ok(Registration::Known(node)),
+        Some(_) => return Ok(Registration::New(node)),
+        None => {}
+    }
+    let taken = context
+        .buckets
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .try_take(request.caller, context.now);
+    if let Err(wait) = taken {
+        return Err(Response {
+            retry_after: Some(wait.seconds),
+            ..Response::error(
+                429,
+                format!(
+                    "{} adds new nodes too fast (--reg_rate); try again in {} s",
+                    request.caller.to_canonical(),
+                    wait.seconds
+                ),
+            )
+        });
     }
     Ok(Registration::New(node))
-}
-
-/// Whether a `GET /nodes/` body registers nothing: empty, blank, or `{}`.
-fn is_empty_registration(body: &[u8]) -> bool {
-    let text = body.trim_ascii();
-    if text.is_empty() {
-        return true;
-    }
-    matches!(
-        serde_json::from_slice::<serde_json::Value>(text),
-        Ok(serde_json::Value::Object(map)) if map.is_empty()
-    )
 }
 
 /// Parses the query string: only `GET /nodes/` takes one parameter, `limit`.
@@ -393,18 +433,23 @@ fn parse_query(query: Option<&str>, takes_limit: bool) -> Result<Option<usize>, 
     Ok(limit)
 }
 
-/// The `GET /nodes/` answer: the whole list (shared, not copied) when at most `most` nodes
-/// are known, otherwise a random sample of `most`.
+/// The `GET /nodes/` answer: every vouched node, oldest first (shared, not copied), when at
+/// most `most` are known; otherwise a random sample of `most`, diverse across address groups
+/// (SPEC §11).
 fn listing(snapshot: &Arc<Snapshot>, most: usize, rng: &mut fastrand::Rng) -> Response {
-    if snapshot.nodes.len() <= most {
+    if snapshot.known().len() <= most {
         return Response::list(Arc::clone(snapshot));
     }
-    let sample = snapshot.nodes.sample(most, rng);
+    let sample = snapshot.table.sample_where(most, rng, vouched);
     Response::sample(sample.into_iter().cloned().collect())
 }
 
 fn parse_node(body: &[u8]) -> Result<Node, Response> {
-    Node::from_json(body).map_err(|e: NodeError| Response::error(400, e.to_string()))
+    Node::from_json(body).map_err(bad_node)
+}
+
+fn bad_node(e: NodeError) -> Response {
+    Response::error(400, e.to_string())
 }
 
 /// Whether `node` is the caller's own address (for `--verify_source`).

@@ -5,17 +5,20 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use tiny_http::{Header, StatusCode};
 
 use crate::error::Error;
+use crate::membership::Outcome;
+use crate::peers::NETWORK_HEADER;
+use crate::policy::TokenBuckets;
 use crate::report::{self, Facts, Load, Profile};
 use crate::response::{Payload, Response};
-use crate::routes::{self, ApiConfig, Body, Label, Reply, Report};
-use crate::stats::Stats;
+use crate::routes::{self, ApiConfig, Body, Context, Label, Reply, Report};
+use crate::stats::{Stats, Warning};
 use crate::store::Store;
 
 /// What the server answers from.
@@ -25,6 +28,8 @@ pub struct Api {
     /// Who this process is, for `/status` and `/metrics`.
     pub profile: Profile,
     pub stats: Arc<Stats>,
+    /// SPEC §11's per-source token buckets for new registrations.
+    pub buckets: Mutex<TokenBuckets>,
 }
 
 /// How the server runs.
@@ -60,8 +65,11 @@ impl Server {
             what: "the HTTP server",
             source,
         };
-        let http =
-            Arc::new(tiny_http::Server::from_listener(listener, limits).map_err(start_error)?);
+        let refusals = refusals(Arc::clone(&api.stats), api.config.network.clone());
+        let http = Arc::new(
+            tiny_http::Server::from_listener_with(listener, limits, refusals)
+                .map_err(start_error)?,
+        );
         let mut workers = Vec::with_capacity(options.workers);
         for i in 0..options.workers {
             let (http, api) = (Arc::clone(&http), Arc::clone(&api));
@@ -124,6 +132,8 @@ fn serve(mut request: tiny_http::Request, api: &Api, load: Load) {
             target: request.url(),
             body: if request.body_too_large() {
                 Body::TooLarge
+            } else if request.framing() == tiny_http::Framing::None {
+                Body::Unframed
             } else {
                 Body::Bytes(&body)
             },
@@ -131,13 +141,17 @@ fn serve(mut request: tiny_http::Request, api: &Api, load: Load) {
                 .remote_addr()
                 .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip()),
             authorization: header(&request, "Authorization"),
+            network: header(&request, NETWORK_HEADER),
         };
-        let decision = routes::handle(
-            &api.config,
-            &api.store.snapshot(),
-            &plain,
-            &mut fastrand::Rng::new(),
-        );
+        let snapshot = api.store.snapshot();
+        let mut context = Context {
+            config: &api.config,
+            snapshot: &snapshot,
+            now: Instant::now(),
+            rng: &mut fastrand::Rng::new(),
+            buckets: &api.buckets,
+        };
+        let decision = routes::handle(&mut context, &plain);
         let report = match decision.reply {
             Reply::Report(report) => Some(render(api, report, load)),
             _ => None,
@@ -150,21 +164,27 @@ fn serve(mut request: tiny_http::Request, api: &Api, load: Load) {
         Err(_) => {
             let label = Label::of(request.url());
             let response = Response::error(500, "internal error; nothing was changed");
-            return send(request, label, response, &stats);
+            return send(request, label, response, &stats, &api.config.network);
         }
     };
     let label = decision.label;
     match (decision.reply, report) {
         (_, Some(response)) | (Reply::Now(response), None) => {
-            send(request, label, response, &stats);
+            send(request, label, response, &stats, &api.config.network);
         }
-        (Reply::Commit { change, answer }, None) => api.store.submit(
-            change,
-            Box::new(move |result| {
-                let response = answer.finish(result, &mut fastrand::Rng::new());
-                send(request, label, response, &stats);
-            }),
-        ),
+        (Reply::Commit { change, answer }, None) => {
+            let network = api.config.network.clone();
+            api.store.submit(
+                change,
+                Box::new(move |result| {
+                    if let Ok(committed) = &result {
+                        note_defences(&stats, &committed.outcome);
+                    }
+                    let response = answer.finish(result, &mut fastrand::Rng::new());
+                    send(request, label, response, &stats, &network);
+                }),
+            )
+        }
         (Reply::Report(_), None) => unreachable!("every report is rendered above"),
     }
 }
@@ -197,12 +217,53 @@ fn header<'r>(request: &'r tiny_http::Request, name: &'static str) -> Option<&'r
         .map(|h| h.value.as_str())
 }
 
+/// Counts and logs (throttled) what a committed change says about the defences of SPEC §11.
+fn note_defences(stats: &Stats, outcome: &Outcome) {
+    let now = Instant::now();
+    stats.warn(Warning::Evicted, outcome.evicted(), now);
+    stats.warn(Warning::RefusedLocal, outcome.refused(), now);
+    if *outcome == Outcome::Full {
+        stats.warn(Warning::Full, 1, now);
+    }
+}
+
+/// The answers tiny_http's connection layer gives on its own (a malformed or too slow
+/// request, too many connections, …): worded as the API's errors, with the same headers, and
+/// counted in `http_requests_total` like them (under route `other` when the path is unknown
+/// or was never read).
+fn refusals(stats: Arc<Stats>, network: Option<String>) -> tiny_http::Refusals {
+    Arc::new(move |refusal: &tiny_http::Refusal<'_>| {
+        stats.requests.count(
+            refusal.target.map_or(Label::Other, Label::of),
+            refusal.method.map_or("other", tiny_http::Method::as_str),
+            refusal.status.0,
+        );
+        log::debug!(
+            "{} {} from {} -> {} ({})",
+            refusal.method.map_or("-", tiny_http::Method::as_str),
+            refusal.target.unwrap_or("-"),
+            refusal.peer.ip(),
+            refusal.status.0,
+            refusal.reason
+        );
+        to_tiny(Response::error(refusal.status.0, refusal.reason), &network)
+    })
+}
+
 /// Counts the answer, turns it into tiny_http's response and hands it to the connection
-/// thread. The body is handed over as it is, not copied: for `GET /nodes/` it is the
-/// committed list's JSON, shared by every answer until the list changes.
-fn send(request: tiny_http::Request, label: Label, response: Response, stats: &Stats) {
+/// thread.
+fn send(
+    request: tiny_http::Request,
+    label: Label,
+    response: Response,
+    stats: &Stats,
+    network: &Option<String>,
+) {
     let method = request.method().as_str();
     stats.requests.count(label, method, response.status);
+    if response.status == 429 {
+        stats.warn(Warning::RateLimited, 1, Instant::now());
+    }
     log::debug!(
         "{method} {} from {} -> {}",
         request.url(),
@@ -211,6 +272,15 @@ fn send(request: tiny_http::Request, label: Label, response: Response, stats: &S
             .map_or_else(|| "?".to_string(), |a| a.ip().to_string()),
         response.status
     );
+    // An error means the client has gone: nothing left to do.
+    let _ = request.respond(to_tiny(response, network));
+}
+
+/// Every answer's headers and body, the API's and the connection layer's alike (tiny_http
+/// adds `Date`, `Content-Length` and `Connection`). The body is handed over as it is, not
+/// copied: for `GET /nodes/` it is the committed list's JSON, shared by every answer until
+/// the list changes. With `--network`, every answer names it (SPEC §11).
+fn to_tiny(response: Response, network: &Option<String>) -> tiny_http::Response {
     let mut answer = tiny_http::Response::from_shared(Arc::new(response.body))
         .with_status_code(StatusCode(response.status))
         .with_header(fixed_header(
@@ -229,8 +299,13 @@ fn send(request: tiny_http::Request, label: Label, response: Response, stats: &S
     {
         answer.add_header(header);
     }
-    // An error means the client has gone: nothing left to do.
-    let _ = request.respond(answer);
+    if let Some(header) = network
+        .as_ref()
+        .and_then(|name| Header::from_bytes(NETWORK_HEADER, name.as_bytes()).ok())
+    {
+        answer.add_header(header);
+    }
+    answer
 }
 
 /// A header from ASCII constants.

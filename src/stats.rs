@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::logging::Throttle;
 use crate::routes::Label;
 use crate::transport::PeerError;
 
@@ -20,8 +21,12 @@ pub struct Round {
     pub failed: usize,
     /// Nodes removed after `--fail_limit` failures.
     pub removed: usize,
-    /// Nodes learned from peers and seeds.
+    /// Nodes learned from peers and seeds (each checked before it was learned).
     pub learned: usize,
+    /// Entries evicted to make room for learned nodes.
+    pub evicted: usize,
+    /// Learned nodes the local-address rule refused.
+    pub refused: usize,
     /// Nodes known at the end of the round.
     pub known: usize,
     /// Failed checks by cause, indexed as `PeerError::CAUSES`.
@@ -37,6 +42,8 @@ impl Default for Round {
             failed: 0,
             removed: 0,
             learned: 0,
+            evicted: 0,
+            refused: 0,
             known: 0,
             failures: [0; PeerError::CAUSES.len()],
         }
@@ -45,9 +52,10 @@ impl Default for Round {
 
 /// The methods requests are counted under.
 pub const METHODS: [&str; 5] = ["GET", "HEAD", "POST", "DELETE", "other"];
-/// The statuses requests are counted under; anything else counts as `other`.
-pub const STATUSES: [u16; 17] = [
-    200, 400, 403, 404, 405, 408, 413, 417, 429, 431, 500, 501, 502, 503, 504, 505, 507,
+/// The statuses requests are counted under; anything else counts as `other`. 408, 414, 417,
+/// 431, 501 and 505 are only ever answered by the connection layer (tiny_http's `Refusals`).
+pub const STATUSES: [u16; 18] = [
+    200, 400, 403, 404, 405, 408, 413, 414, 417, 429, 431, 500, 501, 502, 503, 504, 505, 507,
 ];
 
 /// Status cells: one per entry of `STATUSES`, and `other`.
@@ -103,6 +111,53 @@ impl RequestCounts {
     }
 }
 
+/// Warnings that can repeat many times a second: each is logged at most once per update
+/// interval, with the count since its last line (issue 10; `logging::Throttle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Warning {
+    /// A registration refused with 507: the table is full and its group the largest.
+    Full,
+    /// A caller adding new nodes faster than `--reg_rate`, answered 429.
+    RateLimited,
+    /// Entries evicted to make room in a full table.
+    Evicted,
+    /// Nodes refused by the local-address rule.
+    RefusedLocal,
+}
+
+impl Warning {
+    /// The line logged for this cause.
+    pub fn message(self) -> &'static str {
+        match self {
+            Warning::Full => {
+                "known-node table full: a registration from its largest address group was refused with 507"
+            }
+            Warning::RateLimited => {
+                "a caller adds new nodes faster than --reg_rate: refused with 429"
+            }
+            Warning::Evicted => {
+                "known-node table full: an entry of its largest address group was evicted for a newcomer"
+            }
+            Warning::RefusedLocal => {
+                "a local or non-public address was refused (--allow_local, --public_only)"
+            }
+        }
+    }
+}
+
+/// What SPEC §11's defences did since start. Counters only grow.
+#[derive(Debug, Default)]
+pub struct Defences {
+    /// Registrations refused with 507.
+    pub full: AtomicU64,
+    /// Registrations refused with 429.
+    pub rate_limited: AtomicU64,
+    /// Entries evicted to make room.
+    pub evicted: AtomicU64,
+    /// Nodes refused by the local-address rule (registered, added or learned).
+    pub refused_local: AtomicU64,
+}
+
 /// Running totals since start.
 #[derive(Debug)]
 pub struct Stats {
@@ -120,6 +175,9 @@ pub struct Stats {
     pub removed: AtomicU64,
     pub learned: AtomicU64,
     pub requests: RequestCounts,
+    pub defences: Defences,
+    /// One line per cause per interval for the warnings that repeat.
+    pub warnings: Throttle<Warning>,
 }
 
 impl Default for Stats {
@@ -136,11 +194,46 @@ impl Default for Stats {
             removed: AtomicU64::new(0),
             learned: AtomicU64::new(0),
             requests: RequestCounts::default(),
+            defences: Defences::default(),
+            warnings: Throttle::new(Duration::from_secs(60)),
         }
     }
 }
 
 impl Stats {
+    /// Totals whose repeated warnings are logged at most once per `interval`.
+    pub fn with_interval(interval: Duration) -> Stats {
+        Stats {
+            warnings: Throttle::new(interval),
+            ..Stats::default()
+        }
+    }
+
+    /// Counts `n` occurrences of `warning` and logs its line when one is due.
+    pub fn warn(&self, warning: Warning, n: usize, now: Instant) {
+        if n == 0 {
+            return;
+        }
+        let counter = match warning {
+            Warning::Full => &self.defences.full,
+            Warning::RateLimited => &self.defences.rate_limited,
+            Warning::Evicted => &self.defences.evicted,
+            Warning::RefusedLocal => &self.defences.refused_local,
+        };
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+        for _ in 0..n {
+            self.warnings
+                .warn(warning, now, || warning.message().to_owned());
+        }
+    }
+
+    /// Logs the counts of throttled warnings that have waited an interval for their line.
+    pub fn flush_warnings(&self, now: Instant) {
+        for (warning, seen) in self.warnings.due(now) {
+            log::warn!("{}", crate::logging::with_count(warning.message(), seen));
+        }
+    }
+
     pub fn record_round(&self, round: &Round) {
         let add = |counter: &AtomicU64, n: u64| counter.fetch_add(n, Ordering::Relaxed);
         add(&self.checks_ok, (round.checked - round.failed) as u64);

@@ -1,106 +1,32 @@
 //! The known nodes and their file (SPEC §4).
 //!
-//! One committer thread applies every change. It takes all the changes waiting at once,
-//! applies them in order to a copy of the list, writes the copy to a temporary file, flushes it
-//! to disk and renames it over the nodes file (group commit), and only then publishes the new
-//! list and calls each change's completion. Readers therefore only ever see what is on disk, a
-//! failed write leaves the list as it was, and no worker thread waits on the disk.
+//! One committer thread applies every change (`membership::Rules::apply`). It takes all the
+//! changes waiting at once, applies them in order to a copy of the table, writes the nodes to a
+//! temporary file, flushes it to disk and renames it over the nodes file (group commit), and
+//! only then publishes the new table and calls each change's completion. Readers therefore only
+//! ever see what is on disk, a failed write leaves the table as it was, and no worker thread
+//! waits on the disk. A batch that only records check results publishes without a write: the
+//! file holds the nodes, not their check state.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::fmt;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Write};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread;
 
 use crate::error::Error;
-use crate::nodes::{Node, NodeSet};
+use crate::membership::{Change, Committed, Outcome, Rules, Snapshot};
+use crate::table::{Source, Table};
 
 /// The lock file that makes a directory belong to one process.
 pub const LOCK_FILE: &str = "seedmesh.lock";
 
 /// Most changes written in one disk write.
 const MAX_BATCH: usize = 4096;
-
-/// The committed list: what is on disk. Shared by every reader until the next change.
-#[derive(Debug, Default, Clone)]
-pub struct Snapshot {
-    pub nodes: NodeSet,
-    /// `nodes` as the JSON array `GET /nodes/` answers and the file holds, made on first use.
-    json: OnceLock<Vec<u8>>,
-}
-
-impl Snapshot {
-    /// A snapshot of `nodes`.
-    pub fn new(nodes: NodeSet) -> Snapshot {
-        Snapshot {
-            nodes,
-            json: OnceLock::new(),
-        }
-    }
-
-    /// The list as a JSON array, serialized once per snapshot (on first use).
-    pub fn json(&self) -> &[u8] {
-        self.json.get_or_init(|| {
-            // Serializing our own types to memory cannot fail.
-            serde_json::to_vec(self.nodes.as_slice()).unwrap_or_else(|_| b"[]".to_vec())
-        })
-    }
-}
-
-/// A change to the known nodes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// Add one node (a registration, or `POST /nodes/`).
-    Add(Node),
-    /// Remove one node (`DELETE /nodes/`).
-    Remove(Node),
-    /// Add the nodes not yet known, skipping this process's own and stopping when full.
-    Learn(Vec<Node>),
-    /// Remove the nodes that stopped answering.
-    Forget(Vec<Node>),
-}
-
-/// What a change did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Added,
-    /// Already known: nothing changed.
-    AlreadyKnown,
-    /// The table is full (`--max_nodes`): nothing changed.
-    Full,
-    /// The node is this process itself: nothing changed.
-    IsSelf,
-    Removed,
-    /// Not known: nothing changed.
-    NotKnown,
-    /// How many nodes `Learn` added.
-    Learned(usize),
-    /// How many nodes `Forget` removed.
-    Forgot(usize),
-}
-
-impl Outcome {
-    /// Whether the change modified the list.
-    pub fn changed(self) -> bool {
-        match self {
-            Outcome::Added | Outcome::Removed => true,
-            Outcome::Learned(n) | Outcome::Forgot(n) => n > 0,
-            Outcome::AlreadyKnown | Outcome::Full | Outcome::IsSelf | Outcome::NotKnown => false,
-        }
-    }
-}
-
-/// A change as committed: what it did, and the list right after the write that holds it.
-#[derive(Debug, Clone)]
-pub struct Committed {
-    pub outcome: Outcome,
-    pub snapshot: Arc<Snapshot>,
-}
 
 /// A change could not be made durable; nothing changed, in memory or on disk. Each variant
 /// but `Stopped` carries the whole message: the file and the system's words.
@@ -180,11 +106,13 @@ struct Job {
 /// How to open a store.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
+    /// The state directory, created with its parents when missing.
     pub dir: PathBuf,
+    /// The nodes file's name inside `dir`.
     pub file_name: String,
-    pub max_nodes: usize,
-    /// This process's own identities, never added to its list.
-    pub own: Vec<Node>,
+    /// What changes may do: the cap, own identities, the local-address rule. Also applied to
+    /// the entries of the file at start.
+    pub rules: Rules,
 }
 
 /// The known nodes of this process: read with `snapshot`, changed with `submit` or `apply`.
@@ -204,8 +132,7 @@ impl Store {
         let StoreOptions {
             dir,
             file_name,
-            max_nodes,
-            own,
+            rules,
         } = options;
         fs::create_dir_all(&dir).map_err(|source| Error::Dir {
             path: dir.clone(),
@@ -213,9 +140,9 @@ impl Store {
         })?;
         let lock = lock_directory(&dir)?;
         let path = dir.join(&file_name);
-        let (nodes, warnings) = load(&path, max_nodes, &own)?;
+        let (table, warnings) = load(&path, &rules)?;
 
-        let current = Arc::new(Mutex::new(Arc::new(Snapshot::new(nodes))));
+        let current = Arc::new(Mutex::new(Arc::new(Snapshot::new(table))));
         let stats = Arc::new(StoreStats::default());
         let (jobs, queue) = mpsc::channel();
         let committer = Committer {
@@ -224,10 +151,8 @@ impl Store {
             path: path.clone(),
             temp: dir.join(format!("{file_name}.tmp")),
             dir,
-            rules: Rules {
-                max_nodes,
-                own: own.into_iter().collect(),
-            },
+            rules,
+            rng: Mutex::new(fastrand::Rng::new()),
         };
         thread::Builder::new()
             .name("committer".into())
@@ -283,7 +208,7 @@ impl Store {
 
     /// Returns once every change submitted before the call is committed (or failed).
     pub fn flush(&self) {
-        let _ = self.apply(Change::Learn(Vec::new()));
+        let _ = self.apply(Change::Forget(Vec::new()));
     }
 }
 
@@ -324,12 +249,15 @@ fn lock_directory(dir: &Path) -> Result<File, Error> {
     Ok(file)
 }
 
-/// Loads the nodes file: a missing file is an empty list, invalid entries are skipped with a
-/// warning each, anything but a JSON array is an error (and the file is not touched).
-pub fn load(path: &Path, max_nodes: usize, own: &[Node]) -> Result<(NodeSet, Vec<String>), Error> {
+/// Loads the nodes file into a table: a missing file is an empty table; entries that are
+/// not valid nodes, are this process, are refused by the local-address rule, or are
+/// duplicates are skipped with a warning each; anything but a JSON array (as Python's `json`
+/// writes it, see `pyjson`) is an error, and the file is not touched. Loaded entries wait for
+/// this process's first check before it vouches for them.
+pub fn load(path: &Path, rules: &Rules) -> Result<(Table, Vec<String>), Error> {
     let text = match fs::read(path) {
         Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((NodeSet::new(), Vec::new())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Table::new(), Vec::new())),
         Err(source) => {
             return Err(Error::Read {
                 path: path.to_path_buf(),
@@ -341,7 +269,7 @@ pub fn load(path: &Path, max_nodes: usize, own: &[Node]) -> Result<(NodeSet, Vec
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    let mut nodes = NodeSet::new();
+    let mut table = Table::new();
     let file = path.display();
     let mut warnings: Vec<String> = list
         .reasons
@@ -354,121 +282,26 @@ pub fn load(path: &Path, max_nodes: usize, own: &[Node]) -> Result<(NodeSet, Vec
             list.skipped - list.reasons.len()
         ));
     }
+    let mut rng = fastrand::Rng::new();
+    let max_nodes = rules.max_nodes;
     for (node, i) in list.nodes.into_iter().zip(list.positions) {
-        if own.contains(&node) {
-            warnings.push(format!(
-                "{file}: skipping entry {i} {node}: it is this process"
-            ));
-        } else if nodes.len() >= max_nodes {
+        let skip = |why: &dyn fmt::Display| format!("{file}: skipping entry {i} {node}: {why}");
+        if rules.own.contains(&node) {
+            warnings.push(skip(&"it is this process"));
+        } else if let Err(refusal) = rules.local.check_node(&node) {
+            warnings.push(skip(&refusal));
+        } else if table.contains(&node) {
+            warnings.push(skip(&"a duplicate"));
+        } else if table.len() >= max_nodes {
             warnings.push(format!(
                 "{file}: skipping entries from {i} on: --max_nodes is {max_nodes}"
             ));
             break;
-        } else if !nodes.insert(node.clone()) {
-            warnings.push(format!("{file}: skipping entry {i} {node}: a duplicate"));
+        } else {
+            table.admit(node, Source::File, max_nodes, &mut rng);
         }
     }
-    Ok((nodes, warnings))
-}
-
-/// What a change may do: the cap and this process's own identities.
-#[derive(Debug, Clone, Default)]
-pub struct Rules {
-    /// `--max_nodes`.
-    pub max_nodes: usize,
-    /// Identities of this process, never added.
-    pub own: HashSet<Node>,
-}
-
-impl Rules {
-    /// Applies one change to `nodes` and says what it did. Pure: the committer applies it to
-    /// a copy of the committed list (cloned on the first change of a batch, never for a
-    /// change that changes nothing), the simulator to its in-memory nodes.
-    pub fn apply(&self, nodes: &mut Cow<'_, NodeSet>, change: &Change) -> Outcome {
-        match change {
-            Change::Add(node) => {
-                if self.own.contains(node) {
-                    Outcome::IsSelf
-                } else if nodes.contains(node) {
-                    Outcome::AlreadyKnown
-                } else if nodes.len() >= self.max_nodes {
-                    Outcome::Full
-                } else {
-                    nodes.to_mut().insert(node.clone());
-                    Outcome::Added
-                }
-            }
-            Change::Remove(node) => {
-                if nodes.contains(node) {
-                    nodes.to_mut().remove_all(&HashSet::from([node.clone()]));
-                    Outcome::Removed
-                } else {
-                    Outcome::NotKnown
-                }
-            }
-            Change::Learn(learned) => {
-                let mut added = 0;
-                for node in learned {
-                    if nodes.len() >= self.max_nodes {
-                        break;
-                    }
-                    if !nodes.contains(node) && !self.own.contains(node) {
-                        nodes.to_mut().insert(node.clone());
-                        added += 1;
-                    }
-                }
-                Outcome::Learned(added)
-            }
-            Change::Forget(gone) => {
-                let gone: HashSet<Node> =
-                    gone.iter().filter(|n| nodes.contains(n)).cloned().collect();
-                if gone.is_empty() {
-                    return Outcome::Forgot(0);
-                }
-                Outcome::Forgot(nodes.to_mut().remove_all(&gone))
-            }
-        }
-    }
-}
-
-/// The known nodes without a file: each change is applied at once with `Rules::apply`. The
-/// simulator's nodes and the rounds' tests use it; with nothing to write, nothing fails.
-#[derive(Debug, Default)]
-pub struct MemoryStore {
-    rules: Rules,
-    current: Mutex<Arc<Snapshot>>,
-}
-
-impl MemoryStore {
-    /// A store holding `nodes`, changed by `rules`.
-    pub fn new(rules: Rules, nodes: NodeSet) -> MemoryStore {
-        MemoryStore {
-            rules,
-            current: Mutex::new(Arc::new(Snapshot::new(nodes))),
-        }
-    }
-
-    /// The current list.
-    pub fn snapshot(&self) -> Arc<Snapshot> {
-        Arc::clone(&self.current.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    /// Applies `change`. The list is changed in place unless a reader still holds the
-    /// snapshot, which then keeps the list it had.
-    pub fn apply(&self, change: &Change) -> Committed {
-        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        let snapshot = Arc::make_mut(&mut current);
-        let mut nodes = Cow::Owned(std::mem::take(&mut snapshot.nodes));
-        let outcome = self.rules.apply(&mut nodes, change);
-        snapshot.nodes = nodes.into_owned();
-        if outcome.changed() {
-            snapshot.json = OnceLock::new();
-        }
-        Committed {
-            outcome,
-            snapshot: Arc::clone(&current),
-        }
-    }
+    Ok((table, warnings))
 }
 
 /// The committer thread's state.
@@ -479,6 +312,8 @@ struct Committer {
     temp: PathBuf,
     dir: PathBuf,
     rules: Rules,
+    /// Breaks eviction ties; only the committer thread uses it.
+    rng: Mutex<fastrand::Rng>,
 }
 
 impl Committer {
@@ -499,18 +334,29 @@ impl Committer {
     /// Applies a batch in order, writes the result once, then completes every job.
     fn commit(&self, batch: Vec<Job>) {
         let base = Arc::clone(&self.current.lock().unwrap_or_else(PoisonError::into_inner));
-        let mut nodes = Cow::Borrowed(&base.nodes);
-        let outcomes: Vec<Outcome> = batch
-            .iter()
-            .map(|job| self.rules.apply(&mut nodes, &job.change))
-            .collect();
-        let result = match nodes {
+        let mut table = Cow::Borrowed(&base.table);
+        let outcomes: Vec<Outcome> = {
+            let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
+            batch
+                .iter()
+                .map(|job| self.rules.apply(&mut table, &job.change, &mut rng))
+                .collect()
+        };
+        let writes = outcomes.iter().any(Outcome::changed);
+        let result = match table {
             Cow::Borrowed(_) => Ok(Arc::clone(&base)),
-            Cow::Owned(nodes) => {
-                let snapshot = Snapshot::new(nodes);
-                match self.write(snapshot.json()) {
+            Cow::Owned(table) => {
+                let snapshot = Snapshot::new(table);
+                let written = if writes {
+                    self.write(snapshot.file_json())
+                } else {
+                    Ok(())
+                };
+                match written {
                     Ok(()) => {
-                        self.stats.writes.fetch_add(1, Ordering::Relaxed);
+                        if writes {
+                            self.stats.writes.fetch_add(1, Ordering::Relaxed);
+                        }
                         let snapshot = Arc::new(snapshot);
                         *self.current.lock().unwrap_or_else(PoisonError::into_inner) =
                             Arc::clone(&snapshot);
@@ -557,9 +403,27 @@ impl Committer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Identity;
+    use crate::nodes::Node;
+    use crate::policy::LocalRule;
 
     fn n(port: u16) -> Node {
         Node::new("127.0.0.1", port).unwrap()
+    }
+
+    fn rules(max_nodes: usize, own: Vec<Node>) -> Rules {
+        Rules {
+            max_nodes,
+            own: Identity::of(own),
+            local: LocalRule {
+                allow_local: true,
+                public_only: false,
+            },
+        }
+    }
+
+    fn nodes(table: &Table) -> Vec<Node> {
+        table.iter().map(|e| e.node().clone()).collect()
     }
 
     fn temp_dir(name: &str) -> PathBuf {
@@ -573,8 +437,7 @@ mod tests {
         let options = StoreOptions {
             dir: dir.to_path_buf(),
             file_name: "nodes.json".into(),
-            max_nodes,
-            own: vec![n(1)],
+            rules: rules(max_nodes, vec![n(1)]),
         };
         Store::open(options).unwrap().0
     }
@@ -584,11 +447,11 @@ mod tests {
         let dir = temp_dir("reopen");
         let store = open(&dir, 10);
         assert_eq!(
-            store.apply(Change::Add(n(5))).unwrap().outcome,
-            Outcome::Added
+            store.apply(Change::Register(n(5))).unwrap().outcome,
+            Outcome::Added { evicted: None }
         );
         assert_eq!(
-            store.apply(Change::Add(n(5))).unwrap().outcome,
+            store.apply(Change::Register(n(5))).unwrap().outcome,
             Outcome::AlreadyKnown
         );
         assert_eq!(
@@ -597,7 +460,7 @@ mod tests {
         );
         assert_eq!(
             store.apply(Change::Add(n(6))).unwrap().outcome,
-            Outcome::Added
+            Outcome::Added { evicted: None }
         );
         assert_eq!(
             store.apply(Change::Remove(n(9))).unwrap().outcome,
@@ -609,14 +472,14 @@ mod tests {
             "[{\"ip_address\":\"127.0.0.1\",\"port\":5},{\"ip_address\":\"127.0.0.1\",\"port\":6}]\n"
         );
         drop(store);
-        let (nodes, warnings) = load(&dir.join("nodes.json"), 10, &[]).unwrap();
-        assert_eq!(nodes.as_slice(), &[n(5), n(6)]);
+        let (table, warnings) = load(&dir.join("nodes.json"), &rules(10, vec![])).unwrap();
+        assert_eq!(nodes(&table), &[n(5), n(6)]);
         assert!(warnings.is_empty());
         fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
-    fn a_full_table_refuses_new_nodes_and_learn_stops_at_the_cap() {
+    fn a_full_table_evicts_learned_nodes_stop_at_the_cap_and_checks_are_not_written() {
         let dir = temp_dir("full");
         let store = open(&dir, 3);
         let learned = store
@@ -624,24 +487,53 @@ mod tests {
             .unwrap();
         assert_eq!(
             learned.outcome,
-            Outcome::Learned(2),
+            Outcome::Learned {
+                added: 2,
+                evicted: 0,
+                refused: 0
+            },
             "own node and duplicate skipped"
         );
         assert_eq!(
             store.apply(Change::Add(n(4))).unwrap().outcome,
-            Outcome::Added
+            Outcome::Added { evicted: None }
         );
+        // One address group (127.0/16) holds them all: a newcomer of it is refused.
         assert_eq!(
             store.apply(Change::Add(n(7))).unwrap().outcome,
             Outcome::Full
         );
+        let writes = store.stats().writes.load(Ordering::Relaxed);
+        let at = std::time::Instant::now();
+        let checked = store
+            .apply(Change::Checked {
+                results: vec![(n(2), true)],
+                at,
+            })
+            .unwrap();
+        assert_eq!(checked.outcome, Outcome::Recorded);
         assert_eq!(
-            store.apply(Change::Learn(vec![n(8)])).unwrap().outcome,
-            Outcome::Learned(0)
+            checked.snapshot.known(),
+            &[n(2), n(4)],
+            "2 is now vouched for"
+        );
+        assert_eq!(
+            store.stats().writes.load(Ordering::Relaxed),
+            writes,
+            "check state is not written"
         );
         let forgot = store.apply(Change::Forget(vec![n(2), n(9)])).unwrap();
         assert_eq!(forgot.outcome, Outcome::Forgot(1));
-        assert_eq!(forgot.snapshot.nodes.as_slice(), &[n(3), n(4)]);
+        assert_eq!(nodes(&forgot.snapshot.table), &[n(3), n(4)]);
+        store.apply(Change::Add(n(5))).unwrap();
+        let newcomer = Node::new("127.8.0.1", 1).unwrap();
+        let admitted = store.apply(Change::Register(newcomer.clone())).unwrap();
+        assert!(
+            matches!(admitted.outcome, Outcome::Added { evicted: Some(_) }),
+            "{:?}",
+            admitted.outcome
+        );
+        assert!(admitted.snapshot.table.contains(&newcomer));
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -654,11 +546,11 @@ mod tests {
         fs::create_dir(dir.join("nodes.json.tmp")).unwrap();
         let err = store.apply(Change::Add(n(6))).unwrap_err();
         assert!(err.to_string().contains("could not save"), "{err}");
-        assert_eq!(store.snapshot().nodes.as_slice(), &[n(5)]);
+        assert_eq!(nodes(&store.snapshot().table), &[n(5)]);
         fs::remove_dir(dir.join("nodes.json.tmp")).unwrap();
         assert_eq!(
             store.apply(Change::Add(n(6))).unwrap().outcome,
-            Outcome::Added
+            Outcome::Added { evicted: None }
         );
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -674,14 +566,14 @@ mod tests {
                {"ip_address": "127.0.0.1", "port": 55000}, 7, {"ip_address": "::1", "port": 2}]"#,
         )
         .unwrap();
-        let (nodes, warnings) = load(&path, 10, &[]).unwrap();
-        assert_eq!(nodes.as_slice(), &[n(55000), Node::new("::1", 2).unwrap()]);
+        let (table, warnings) = load(&path, &rules(10, vec![])).unwrap();
+        assert_eq!(nodes(&table), &[n(55000), Node::new("::1", 2).unwrap()]);
         assert_eq!(warnings.len(), 3, "{warnings:?}");
         assert!(warnings[0].contains("entry 1"), "{warnings:?}");
 
         for bad in [&b"{}"[..], b"[{", b"", b"null"] {
             fs::write(&path, bad).unwrap();
-            let err = load(&path, 10, &[]).unwrap_err();
+            let err = load(&path, &rules(10, vec![])).unwrap_err();
             assert!(matches!(err, Error::Corrupt { .. }), "{err}");
             assert!(err.to_string().contains("nodes.json"), "{err}");
             assert_eq!(fs::read(&path).unwrap(), bad, "left untouched");
@@ -696,8 +588,7 @@ mod tests {
         let options = StoreOptions {
             dir: dir.clone(),
             file_name: "nodes.json".into(),
-            max_nodes: 10,
-            own: vec![],
+            rules: rules(10, vec![]),
         };
         let err = Store::open(options.clone()).err().unwrap();
         assert!(

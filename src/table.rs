@@ -34,10 +34,11 @@ pub enum Source {
 
 impl Source {
     /// Whether this process vouches for an entry of this source before its own check does
-    /// (SPEC §2, §11): registered and added entries. File and learned entries wait for a
-    /// successful check (the file holds learned entries too, and does not say which).
+    /// (SPEC §2, §11): registered and added entries, and those of its own file (every entry
+    /// it wrote was registered, added, or learned after a check of its own). Learned entries
+    /// wait for a successful check.
     pub fn vouches(self) -> bool {
-        matches!(self, Source::Registered | Source::Added)
+        matches!(self, Source::Registered | Source::Added | Source::File)
     }
 }
 
@@ -623,6 +624,46 @@ impl Table {
         self.ranks = Fenwick::ones(live);
         self.vacant = 0;
     }
+}
+
+/// At most `k` of `candidates`, chosen as [`Table::sample`] chooses (SPEC §11): groups in
+/// random order, one node each, before any group gives a second. For taking a few of the new
+/// nodes in a peer's answer (at most `--kn_limit` per answer per round), so that a peer
+/// listing many addresses of one group cannot crowd out a node of another. Duplicates in
+/// `candidates` count once.
+pub fn pick_diverse(candidates: Vec<Node>, k: usize, rng: &mut fastrand::Rng) -> Vec<Node> {
+    let mut index: HashMap<Group, usize> = HashMap::new();
+    let mut groups: Vec<Vec<Node>> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for node in candidates {
+        if !seen.insert(node.clone()) {
+            continue;
+        }
+        let slot = *index.entry(node.group()).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[slot].push(node);
+    }
+    for members in &mut groups {
+        rng.shuffle(members);
+    }
+    let mut out = Vec::with_capacity(k);
+    let mut round = 0;
+    while out.len() < k {
+        let mut order: Vec<usize> = (0..groups.len())
+            .filter(|&g| groups[g].len() > round)
+            .collect();
+        if order.is_empty() {
+            break;
+        }
+        rng.shuffle(&mut order);
+        for g in order.into_iter().take(k - out.len()) {
+            out.push(groups[g][round].clone());
+        }
+        round += 1;
+    }
+    out
 }
 
 /// The `drawn`-th member of a lazy Fisher–Yates shuffle of `members` (the draws of one

@@ -15,7 +15,7 @@ pub enum PeerError {
     /// No whole answer within `--timeout` (connect and answer together).
     Timeout,
     /// The connection was refused: nothing listens on that port.
-    Refused,
+    ConnectionRefused,
     /// The connection was reset or closed before a whole answer came.
     Reset,
     /// The name does not resolve.
@@ -30,11 +30,18 @@ pub enum PeerError {
     TooLarge,
     /// A `GET /nodes/` answer that is not a JSON array of nodes; the reason says what it is.
     NotAList(String),
+    /// The peer answered for another network: its `Seedmesh-Network` header (SPEC §11).
+    OtherNetwork(String),
+    /// The name resolves only to addresses the local-address rule refuses: no connection was
+    /// made (SPEC §11); the reason says which and why.
+    LocalAddress(String),
+    /// The name resolves to this process's own address and port (SPEC §1).
+    IsSelf,
 }
 
 impl PeerError {
     /// Every cause label, in the order `/metrics` lists them.
-    pub const CAUSES: [&'static str; 9] = [
+    pub const CAUSES: [&'static str; 12] = [
         "timeout",
         "refused",
         "reset",
@@ -44,13 +51,19 @@ impl PeerError {
         "status",
         "too_large",
         "not_a_list",
+        "other_network",
+        "local_address",
+        "itself",
     ];
+
+    /// The position of `OtherNetwork` in `CAUSES`.
+    pub const OTHER_NETWORK: usize = 9;
 
     /// The position of this cause in `CAUSES`.
     pub fn cause_index(&self) -> usize {
         match self {
             PeerError::Timeout => 0,
-            PeerError::Refused => 1,
+            PeerError::ConnectionRefused => 1,
             PeerError::Reset => 2,
             PeerError::HostNotFound => 3,
             PeerError::Network(_) => 4,
@@ -58,6 +71,9 @@ impl PeerError {
             PeerError::Status(_) => 6,
             PeerError::TooLarge => 7,
             PeerError::NotAList(_) => 8,
+            PeerError::OtherNetwork(_) => PeerError::OTHER_NETWORK,
+            PeerError::LocalAddress(_) => 10,
+            PeerError::IsSelf => 11,
         }
     }
 
@@ -71,7 +87,7 @@ impl fmt::Display for PeerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PeerError::Timeout => f.write_str("timed out"),
-            PeerError::Refused => f.write_str("connection refused"),
+            PeerError::ConnectionRefused => f.write_str("connection refused"),
             PeerError::Reset => f.write_str("connection reset before a whole answer"),
             PeerError::HostNotFound => f.write_str("host not found"),
             PeerError::Network(e) => write!(f, "network error: {e}"),
@@ -83,6 +99,11 @@ impl fmt::Display for PeerError {
                 crate::peers::MAX_LIST_BYTES / 1024 / 1024
             ),
             PeerError::NotAList(reason) => write!(f, "not a list of nodes: {reason}"),
+            PeerError::OtherNetwork(name) => {
+                write!(f, "other network: it answers for network {name:?}")
+            }
+            PeerError::LocalAddress(reason) => write!(f, "not connected: {reason}"),
+            PeerError::IsSelf => f.write_str("it is this process itself"),
         }
     }
 }
@@ -142,7 +163,7 @@ mod tests {
     fn every_cause_has_its_own_label() {
         let errors = [
             PeerError::Timeout,
-            PeerError::Refused,
+            PeerError::ConnectionRefused,
             PeerError::Reset,
             PeerError::HostNotFound,
             PeerError::Network("x".into()),
@@ -150,6 +171,9 @@ mod tests {
             PeerError::Status(500),
             PeerError::TooLarge,
             PeerError::NotAList("x".into()),
+            PeerError::OtherNetwork("x".into()),
+            PeerError::LocalAddress("x".into()),
+            PeerError::IsSelf,
         ];
         for (i, e) in errors.iter().enumerate() {
             assert_eq!(e.cause_index(), i, "{e}");

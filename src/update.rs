@@ -12,9 +12,11 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use crate::membership::{Change, Committed, MemoryStore, Outcome, Snapshot};
 use crate::nodes::Node;
-use crate::stats::{Round, Stats};
-use crate::store::{Change, Committed, MemoryStore, Outcome, PersistError, Snapshot, Store};
+use crate::stats::{Round, Stats, Warning};
+use crate::store::{PersistError, Store};
+use crate::table::pick_diverse;
 use crate::transport::{Clock, PeerError, PeerList, Transport};
 use crate::upkeep::{SeedNews, Upkeep, Verdict};
 
@@ -83,6 +85,8 @@ pub struct Updater<M, T, C> {
     pub transport: T,
     pub clock: C,
     pub role: Role,
+    /// Chooses which of a peer's new nodes to take; seeded in the simulator.
+    pub rng: Mutex<fastrand::Rng>,
 }
 
 impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
@@ -91,26 +95,17 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
         upkeep.start_round(self.clock.now());
         let mut round = Round::default();
         match &self.role {
-            Role::Dns => self.sweep(upkeep, &mut round),
+            Role::Dns => {
+                let all = self.members.snapshot().all();
+                self.check(&all, upkeep, &mut round);
+            }
             Role::Node(node) => self.cycle(node, upkeep, &mut round, stopping),
         }
-        round.known = self.members.snapshot().nodes.len();
+        round.known = self.members.snapshot().known().len();
         round
     }
 
-    /// The seed's round: `GET /` every known node, remove the ones that failed too often.
-    fn sweep(&self, upkeep: &mut Upkeep, round: &mut Round) {
-        let known = self.members.snapshot().nodes.as_slice().to_vec();
-        let tally = Mutex::new(Tally { upkeep, round });
-        self.transport.each(known.len(), &|i| {
-            let node = &known[i];
-            self.record(node, self.transport.probe(node), &tally);
-        });
-        let Tally { upkeep, .. } = tally.into_inner().unwrap_or_else(PoisonError::into_inner);
-        upkeep.end_round(&known);
-    }
-
-    /// The node's cycle (SPEC §7).
+    /// The node's cycle (SPEC §7, with SPEC §11's rules for learned nodes).
     fn cycle(
         &self,
         role: &NodeRole,
@@ -118,37 +113,33 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
         round: &mut Round,
         stopping: &dyn Fn() -> bool,
     ) {
-        // 1. Check: announce ourselves to every known node, and register with every seed,
-        //    all at once.
-        let known = self.members.snapshot().nodes.as_slice().to_vec();
-        let targets: Vec<&Node> = known.iter().chain(&role.seeds).collect();
-        let tally = Mutex::new(Tally { upkeep, round });
-        self.transport.each(targets.len(), &|i| {
-            let node = targets[i];
-            let result = self.transport.announce(node, &role.me);
-            if i < known.len() {
-                self.record(node, result, &tally);
-            } else {
-                let mut guard = tally.lock().unwrap_or_else(PoisonError::into_inner);
-                say_seed(guard.upkeep, node, result.as_ref().err(), "registering");
-            }
+        // 1. Check: announce ourselves to every entry, and register with every seed, all at
+        //    once.
+        let all = self.members.snapshot().all();
+        let seeds = Mutex::new(Vec::new());
+        self.check_and(&all, &role.seeds, upkeep, round, &|seed, result| {
+            seeds
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((seed.clone(), result));
         });
-        let Tally { upkeep, round } = tally.into_inner().unwrap_or_else(PoisonError::into_inner);
-        upkeep.end_round(&known);
+        for (seed, result) in seeds.into_inner().unwrap_or_else(PoisonError::into_inner) {
+            say_seed(upkeep, &seed, result.err().as_ref(), "registering");
+        }
         if self.enough(role) || stopping() {
             return;
         }
 
-        // 2. Exchange: ask every known node for its peers.
-        let known = self.members.snapshot().nodes.as_slice().to_vec();
+        // 2. Exchange: ask every node we vouch for for its peers.
+        let peers = self.members.snapshot().known().to_vec();
         let mut lists = Vec::new();
-        for (peer, answer) in known.iter().zip(self.fetch_all(&known, &role.me)) {
+        for (peer, answer) in peers.iter().zip(self.fetch_all(&peers, &role.me)) {
             match answer {
                 Ok(list) => lists.push((peer, list)),
                 Err(e) => log::warn!("peer {peer}: {e}"),
             }
         }
-        round.learned += self.learn(lists, "peer", upkeep, role.kn_limit);
+        self.learn(lists, "peer", role, upkeep, round);
         if self.enough(role) || stopping() {
             return;
         }
@@ -159,7 +150,7 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
             say_seed(upkeep, seed, answer.as_ref().err(), "asking");
             lists.extend(answer.ok().map(|list| (seed, list)));
         }
-        round.learned += self.learn(lists, "seed", upkeep, role.kn_limit);
+        self.learn(lists, "seed", role, upkeep, round);
     }
 
     /// `GET /nodes/` from each of `nodes` in parallel, in their order.
@@ -180,89 +171,211 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
             .collect()
     }
 
+    /// Whether this node vouches for at least `--kn_limit` nodes.
     fn enough(&self, role: &NodeRole) -> bool {
-        self.members.snapshot().nodes.len() >= role.kn_limit
+        self.members.snapshot().known().len() >= role.kn_limit
     }
 
-    /// Counts one check, on the thread that made it: a node whose failures reach
-    /// `--fail_limit` is removed right away, so that slow peers still being checked never
-    /// delay the removal of a dead one.
-    fn record(&self, node: &Node, result: Result<(), PeerError>, tally: &Mutex<Tally<'_>>) {
-        let now = self.clock.now();
-        let verdict = {
-            let mut guard = tally.lock().unwrap_or_else(PoisonError::into_inner);
-            let Tally { upkeep, round } = &mut *guard;
-            round.checked += 1;
-            if let Err(e) = &result {
-                round.failed += 1;
-                round.failures[e.cause_index()] += 1;
-            }
-            upkeep.record(node, result.is_ok(), now)
-        };
-        let error = match result {
-            Ok(()) => return,
-            Err(e) => e,
-        };
-        match verdict {
-            Verdict::Online => {}
-            Verdict::Failing { count, limit } => {
-                log::info!("{node} failed check {count} of {limit}: {error}");
-            }
-            Verdict::Dead { count } => {
-                log::info!("removing {node}: {count} failed check(s) in a row, last {error}");
-                match self.members.apply(Change::Forget(vec![node.clone()])) {
-                    Ok(committed) if committed.outcome == Outcome::Forgot(1) => {
-                        tally
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .round
-                            .removed += 1;
-                    }
-                    Ok(_) => {}
-                    Err(e) => log::error!("could not remove {node}: {e}"),
-                }
-            }
+    /// The one request that checks `node`: `GET /` for a seed, `POST /` with ourselves for a
+    /// node (which announces us too).
+    fn check_one(&self, node: &Node) -> Result<(), PeerError> {
+        match &self.role {
+            Role::Dns => self.transport.probe(node),
+            Role::Node(role) => self.transport.announce(node, &role.me),
         }
     }
 
-    /// Merges the lists that peers (or seeds) answered, at most `most` new nodes from each
-    /// (SPEC §11); returns how many nodes were new.
+    /// Checks `nodes` in parallel and records the results: see `check_and`.
+    fn check(&self, nodes: &[Node], upkeep: &mut Upkeep, round: &mut Round) {
+        self.check_and(nodes, &[], upkeep, round, &|_, _| {});
+    }
+
+    /// Checks `nodes`, and makes the same request to each of `extra` (handing its result to
+    /// `on_extra`), all in parallel. A node whose failures reach `--fail_limit` is removed
+    /// the moment its check fails, so that slow peers still being checked never delay the
+    /// removal of a dead one; a node that turns out to be this process, or to resolve to an
+    /// address the rules refuse, is removed at once. The other results (online or failing)
+    /// are recorded in the table together at the end.
+    fn check_and(
+        &self,
+        nodes: &[Node],
+        extra: &[Node],
+        upkeep: &mut Upkeep,
+        round: &mut Round,
+        on_extra: &(dyn Fn(&Node, Result<(), PeerError>) + Sync),
+    ) {
+        let snapshot = self.members.snapshot();
+        let results = Mutex::new(Vec::with_capacity(nodes.len()));
+        let tally = Mutex::new(Tally { upkeep, round });
+        self.transport.each(nodes.len() + extra.len(), &|i| {
+            let Some(node) = nodes.get(i) else {
+                let seed = &extra[i - nodes.len()];
+                return on_extra(seed, self.check_one(seed));
+            };
+            let result = self.check_one(node);
+            let failures = snapshot.table.entry(node).map_or(0, |e| e.failures());
+            if let Some(online) = self.record(node, failures, result, &tally) {
+                results
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((i, online));
+            }
+        });
+        // Recorded in the order of `nodes`, not the order of the answers: the same results
+        // give the same table.
+        let mut results = results.into_inner().unwrap_or_else(PoisonError::into_inner);
+        if results.is_empty() {
+            return;
+        }
+        results.sort_unstable_by_key(|(i, _)| *i);
+        let results = results
+            .into_iter()
+            .map(|(i, online)| (nodes[i].clone(), online))
+            .collect();
+        let at = self.clock.now();
+        if let Err(e) = self.members.apply(Change::Checked { results, at }) {
+            log::error!("could not record the checks: {e}");
+        }
+    }
+
+    /// Counts one check, on the thread that made it, and removes the node at once when the
+    /// verdict is that it is gone. Returns whether the node was online, for the table, or
+    /// `None` when it was removed.
+    fn record(
+        &self,
+        node: &Node,
+        failures: u32,
+        result: Result<(), PeerError>,
+        tally: &Mutex<Tally<'_>>,
+    ) -> Option<bool> {
+        let now = self.clock.now();
+        let error = {
+            let mut guard = tally.lock().unwrap_or_else(PoisonError::into_inner);
+            let Tally { upkeep, round } = &mut *guard;
+            round.checked += 1;
+            let error = match result {
+                Ok(()) => return Some(true),
+                Err(e) => e,
+            };
+            round.failed += 1;
+            round.failures[error.cause_index()] += 1;
+            let verdict = match error {
+                // It is this process, or the rules refuse where its name leads: no number of
+                // checks changes that.
+                PeerError::IsSelf | PeerError::LocalAddress(_) => {
+                    upkeep.condemn(node, now);
+                    Verdict::Dead {
+                        count: failures + 1,
+                    }
+                }
+                _ => upkeep.verdict(node, failures, false, now),
+            };
+            match verdict {
+                Verdict::Online => return Some(true),
+                Verdict::Failing { count, limit } => {
+                    log::info!("{node} failed check {count} of {limit}: {error}");
+                    return Some(false);
+                }
+                Verdict::Dead { count } => {
+                    log::info!("removing {node}: {count} failed check(s) in a row, last {error}");
+                    error
+                }
+            }
+        };
+        match self.members.apply(Change::Forget(vec![node.clone()])) {
+            Ok(committed) if committed.outcome == Outcome::Forgot(1) => {
+                tally
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .round
+                    .removed += 1;
+            }
+            Ok(_) => {}
+            Err(e) => log::error!("could not remove {node} ({error}): {e}"),
+        }
+        None
+    }
+
+    /// Takes new nodes from the lists that peers (or seeds) answered — at most `--kn_limit`
+    /// from each answer, chosen across address groups — checks them at once, and learns the
+    /// ones that answer: a learned node is vouched for only by this process's own check, and
+    /// a fabricated address costs a check and is never relayed (SPEC §11).
     fn learn(
         &self,
         lists: Vec<(&Node, PeerList)>,
         what: &str,
+        role: &NodeRole,
         upkeep: &mut Upkeep,
-        most: usize,
-    ) -> usize {
-        let known = self.members.snapshot();
-        let mut merged = Vec::new();
-        for (from, list) in lists {
-            if list.invalid > 0 {
-                log::warn!(
-                    "{what} {from} listed {} invalid node(s), skipped",
-                    list.invalid
-                );
+        round: &mut Round,
+    ) {
+        let snapshot = self.members.snapshot();
+        let mut candidates: Vec<Node> = Vec::new();
+        {
+            let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
+            for (from, list) in lists {
+                if list.invalid > 0 {
+                    log::warn!(
+                        "{what} {from} listed {} invalid node(s), skipped",
+                        list.invalid
+                    );
+                }
+                let new: Vec<Node> = list
+                    .nodes
+                    .into_iter()
+                    .filter(|n| {
+                        *n != role.me
+                            && !snapshot.table.contains(n)
+                            && !candidates.contains(n)
+                            && upkeep.learnable(n)
+                    })
+                    .collect();
+                candidates.extend(pick_diverse(new, role.kn_limit, &mut rng));
             }
-            let fresh: Vec<Node> = list
-                .nodes
-                .into_iter()
-                .filter(|n| upkeep.learnable(n) && !known.nodes.contains(n))
-                .collect();
-            merged.extend(upkeep.pick(fresh, most));
         }
-        drop(known);
-        if merged.is_empty() {
-            return 0;
+        if candidates.is_empty() {
+            return;
         }
-        match self.members.apply(Change::Learn(merged)) {
-            Ok(committed) => match committed.outcome {
-                Outcome::Learned(n) => n,
-                _ => 0,
-            },
+        let online = Mutex::new(Vec::new());
+        self.transport.each(candidates.len(), &|i| {
+            let node = &candidates[i];
+            match self.transport.announce(node, &role.me) {
+                Ok(()) => online
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(i),
+                Err(e) => log::debug!("{what}-listed {node} not learned: {e}"),
+            }
+        });
+        let mut online = online.into_inner().unwrap_or_else(PoisonError::into_inner);
+        online.sort_unstable();
+        round.checked += candidates.len();
+        let verified: Vec<Node> = online.iter().map(|&i| candidates[i].clone()).collect();
+        for (i, node) in candidates.iter().enumerate() {
+            if online.binary_search(&i).is_err() {
+                upkeep.condemn(node, self.clock.now());
+            }
+        }
+        if verified.is_empty() {
+            return;
+        }
+        let at = self.clock.now();
+        match self.members.apply(Change::Learn(verified.clone())) {
+            Ok(committed) => {
+                let outcome = &committed.outcome;
+                if let Outcome::Learned { added, .. } = outcome {
+                    round.learned += added;
+                }
+                round.evicted += outcome.evicted();
+                round.refused += outcome.refused();
+            }
             Err(e) => {
                 log::error!("could not save learned nodes: {e}");
-                0
+                return;
             }
+        }
+        let results = verified.into_iter().map(|n| (n, true)).collect();
+        if let Err(e) = self.members.apply(Change::Checked { results, at }) {
+            log::error!("could not record the checks of learned nodes: {e}");
         }
     }
 }
@@ -299,10 +412,8 @@ pub fn run<M: Membership, T: Transport, C: Clock>(
     let stopping = || !matches!(stop.try_recv(), Err(TryRecvError::Empty));
     loop {
         let started = updater.clock.now();
-        let outcome =
-            panic::catch_unwind(AssertUnwindSafe(|| updater.round(&mut upkeep, &stopping)));
-        match outcome {
-            Ok(mut round) => {
+        match guarded(stats, || updater.round(&mut upkeep, &stopping)) {
+            Some(mut round) => {
                 round.duration = updater.clock.now().saturating_duration_since(started);
                 round.ended = SystemTime::now();
                 log::info!(
@@ -315,20 +426,13 @@ pub fn run<M: Membership, T: Transport, C: Clock>(
                     round.duration.as_millis()
                 );
                 stats.record_round(&round);
+                let now = updater.clock.now();
+                stats.warn(Warning::Evicted, round.evicted, now);
+                stats.warn(Warning::RefusedLocal, round.refused, now);
+                stats.flush_warnings(now);
             }
-            Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic".into());
-                log::error!("update round failed: {what}; the next round runs as planned");
-                stats
-                    .round_panics
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                // The bookkeeping may be half-updated: start afresh rather than trust it.
-                upkeep = Upkeep::new(fail_limit, interval);
-            }
+            // The bookkeeping may be half-updated: start afresh rather than trust it.
+            None => upkeep = Upkeep::new(fail_limit, interval),
         }
         match stop.recv_timeout(jittered(interval)) {
             Err(RecvTimeoutError::Timeout) => continue,
@@ -336,6 +440,25 @@ pub fn run<M: Membership, T: Transport, C: Clock>(
         }
     }
     log::info!("update thread stopped");
+}
+
+/// Runs `work`, turning a panic into a logged, counted `None`.
+fn guarded<R>(stats: &Stats, work: impl FnOnce() -> R) -> Option<R> {
+    match panic::catch_unwind(AssertUnwindSafe(work)) {
+        Ok(result) => Some(result),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            log::error!("update round failed: {what}; the next round runs as planned");
+            stats
+                .round_panics
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            None
+        }
+    }
 }
 
 /// `interval` ±10%, so that processes started together do not probe in lockstep.

@@ -158,7 +158,9 @@ fn a_node_learns_peers_of_peers_through_exchange() {
 #[test]
 fn a_node_never_lists_itself() {
     let dir = TempDir::new("self");
-    let other = refused_addr("127.0.0.1");
+    let dead_seed = refused_addr("127.0.0.1");
+    let answers = FakePeer::new("127.0.0.1", "[]");
+    let other = answers.addr;
     // A peer whose list holds the asking node itself and one more.
     let a_dir = dir.join("a");
     let port = refused_addr("127.0.0.1").port();
@@ -180,7 +182,7 @@ fn a_node_never_lists_itself() {
             "-u",
             "60",
             "--dns",
-            &other.to_string(),
+            &dead_seed.to_string(),
         ],
     );
     wait_until(Duration::from_secs(10), "A merges the peer's list", || {

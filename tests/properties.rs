@@ -1,9 +1,9 @@
 //! Properties of the node rules and of the known nodes, checked on many generated inputs
 //! (proptest) against simple models written from the SPEC: node parsing and canonical form
 //! (§1), the node-list reader (§4: one bad entry never costs the good ones), the known-node
-//! table (§11: the cap, eviction only from a strictly larger group, diverse samples),
-//! `NodeSet`, and `Store` with its file through any sequence of changes, bursts of changes
-//! written together, failed writes and reopenings (§3, §4).
+//! table (§11: the cap, eviction only from a strictly larger group, diverse samples), and
+//! `Store` with its file through any sequence of changes, bursts of changes written
+//! together, failed writes and reopenings (§3, §4).
 //!
 //! Nothing here starts a process: addresses outside loopback are only parsed.
 
@@ -16,9 +16,12 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use seedmesh::nodes::{Group, Node, NodeSet};
+use seedmesh::config::Identity;
+use seedmesh::membership::{Change, Outcome, Rules};
+use seedmesh::nodes::{Group, Node};
+use seedmesh::policy::LocalRule;
 use seedmesh::pyjson;
-use seedmesh::store::{self, Change, Outcome, Store, StoreOptions};
+use seedmesh::store::{self, Store, StoreOptions};
 use seedmesh::table::{Admission, Entry, Source, Table};
 use serde_json::{Value, json};
 use support::TempDir;
@@ -293,8 +296,8 @@ fn a_nodes_file_python_wrote_loads_its_good_entries() {
         r#"[{"ip_address": "127.0.0.1", "port": 55000}, {"ip_address": "127.0.0.2", "port": NaN}]"#,
     )
     .unwrap();
-    let (nodes, warnings) = store::load(&file, 100, &[]).unwrap();
-    assert_eq!(nodes.as_slice(), &[n(55000)]);
+    let (table, warnings) = store::load(&file, &rules(100)).unwrap();
+    assert_eq!(nodes(&table), &[n(55000)]);
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
         warnings[0].contains("entry 1") && warnings[0].contains("got NaN"),
@@ -302,7 +305,7 @@ fn a_nodes_file_python_wrote_loads_its_good_entries() {
     );
     for not_a_list in ["{\"ip_address\": \"127.0.0.1\"}", "[{", "[NaN"] {
         std::fs::write(&file, not_a_list).unwrap();
-        assert!(store::load(&file, 100, &[]).is_err(), "{not_a_list}");
+        assert!(store::load(&file, &rules(100)).is_err(), "{not_a_list}");
         assert_eq!(
             std::fs::read_to_string(&file).unwrap(),
             not_a_list,
@@ -527,79 +530,33 @@ fn one_host_cannot_own_the_table() {
     }
 }
 
-// ---- NodeSet ----
-
+/// `127.0.0.1:port`.
 fn n(port: u16) -> Node {
     Node::new("127.0.0.1", port).unwrap()
 }
 
-fn ports_of(nodes: &[Node]) -> Vec<u16> {
-    nodes.iter().map(|node| node.port).collect()
-}
-
-#[derive(Debug, Clone)]
-enum SetOp {
-    Insert(u16),
-    RemoveAll(Vec<u16>),
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
-
-    #[test]
-    fn a_node_set_is_an_ordered_list_without_duplicates(
-        ops in proptest::collection::vec(
-            prop_oneof![
-                3 => (1u16..10).prop_map(SetOp::Insert),
-                1 => proptest::collection::vec(1u16..10, 0..4).prop_map(SetOp::RemoveAll),
-            ],
-            0..60,
-        ),
-        k in 0usize..12,
-        seed in any::<u64>(),
-    ) {
-        let mut set = NodeSet::new();
-        let mut model: Vec<u16> = Vec::new();
-        for op in ops {
-            match op {
-                SetOp::Insert(port) => {
-                    let new = !model.contains(&port);
-                    prop_assert_eq!(set.insert(n(port)), new);
-                    if new {
-                        model.push(port);
-                    }
-                }
-                SetOp::RemoveAll(ports) => {
-                    let gone: HashSet<Node> = ports.iter().map(|&p| n(p)).collect();
-                    let before = model.len();
-                    model.retain(|p| !ports.contains(p));
-                    prop_assert_eq!(set.remove_all(&gone), before - model.len());
-                }
-            }
-            prop_assert_eq!(ports_of(set.as_slice()), model.clone());
-            prop_assert_eq!((set.len(), set.is_empty()), (model.len(), model.is_empty()));
-            for port in 1..10 {
-                prop_assert_eq!(set.contains(&n(port)), model.contains(&port));
-            }
-            for i in 0..=model.len() {
-                prop_assert_eq!(set.get(i).map(|node| node.port), model.get(i).copied());
-            }
-        }
-        let mut rng = fastrand::Rng::with_seed(seed);
-        let sample = ports_of(&set.sample(k, &mut rng).into_iter().cloned().collect::<Vec<_>>());
-        prop_assert_eq!(sample.len(), k.min(model.len()));
-        prop_assert_eq!(sample.iter().collect::<HashSet<_>>().len(), sample.len());
-        prop_assert!(sample.iter().all(|p| model.contains(p)));
-        let random = set.random(&mut rng).map(|node| node.port);
-        prop_assert_eq!(random.is_some(), !model.is_empty());
-        prop_assert!(random.is_none_or(|p| model.contains(&p)));
+/// What a store is opened with: one host, so no eviction; the process is port 1.
+fn rules(max_nodes: usize) -> Rules {
+    Rules {
+        max_nodes,
+        own: Identity::of(vec![n(1)]),
+        local: LocalRule {
+            allow_local: true,
+            public_only: false,
+        },
     }
+}
+
+/// Every node of a table, oldest first.
+fn nodes(table: &Table) -> Vec<Node> {
+    table.iter().map(|e| e.node().clone()).collect()
 }
 
 // ---- Store and its file (SPEC §4) ----
 
 /// The known nodes as SPEC §2 and §4 describe them: an ordered list without duplicates,
-/// never holding the process itself, refusing new nodes when full.
+/// never holding the process itself, refusing new nodes when full. All the nodes here are of
+/// one host, so one address group: a full table evicts nobody for them (SPEC §11).
 #[derive(Debug, Clone)]
 struct Model {
     nodes: Vec<Node>,
@@ -610,12 +567,16 @@ struct Model {
 impl Model {
     fn apply(&mut self, change: &Change) -> Outcome {
         match change {
-            Change::Add(node) if *node == self.own => Outcome::IsSelf,
-            Change::Add(node) if self.nodes.contains(node) => Outcome::AlreadyKnown,
-            Change::Add(_) if self.nodes.len() >= self.max_nodes => Outcome::Full,
-            Change::Add(node) => {
+            Change::Add(node) | Change::Register(node) if *node == self.own => Outcome::IsSelf,
+            Change::Add(node) | Change::Register(node) if self.nodes.contains(node) => {
+                Outcome::AlreadyKnown
+            }
+            Change::Add(_) | Change::Register(_) if self.nodes.len() >= self.max_nodes => {
+                Outcome::Full
+            }
+            Change::Add(node) | Change::Register(node) => {
                 self.nodes.push(node.clone());
-                Outcome::Added
+                Outcome::Added { evicted: None }
             }
             Change::Remove(node) if self.nodes.contains(node) => {
                 self.nodes.retain(|known| known != node);
@@ -631,23 +592,25 @@ impl Model {
                         added += 1;
                     }
                 }
-                Outcome::Learned(added)
+                Outcome::Learned {
+                    added,
+                    evicted: 0,
+                    refused: 0,
+                }
             }
             Change::Forget(nodes) => {
                 let before = self.nodes.len();
                 self.nodes.retain(|known| !nodes.contains(known));
                 Outcome::Forgot(before - self.nodes.len())
             }
+            Change::Checked { .. } => Outcome::Recorded,
         }
     }
 }
 
 /// Whether an outcome changed the list (and so needed a disk write).
-fn changed(outcome: Outcome) -> bool {
-    matches!(
-        outcome,
-        Outcome::Added | Outcome::Removed | Outcome::Learned(1..) | Outcome::Forgot(1..)
-    )
+fn changed(outcome: &Outcome) -> bool {
+    outcome.changed()
 }
 
 #[derive(Debug, Clone)]
@@ -666,7 +629,8 @@ fn change() -> impl Strategy<Value = Change> {
     // Ports 1..=6 of one host, so that changes collide; port 1 is the process itself.
     let node = (1u16..=6).prop_map(n);
     prop_oneof![
-        3 => node.clone().prop_map(Change::Add),
+        2 => node.clone().prop_map(Change::Add),
+        2 => node.clone().prop_map(Change::Register),
         2 => node.clone().prop_map(Change::Remove),
         1 => proptest::collection::vec(node.clone(), 0..5).prop_map(Change::Learn),
         1 => proptest::collection::vec(node, 0..4).prop_map(Change::Forget),
@@ -686,8 +650,7 @@ fn open(dir: &TempDir) -> Store {
     let options = StoreOptions {
         dir: dir.path().to_path_buf(),
         file_name: "nodes.json".into(),
-        max_nodes: 4,
-        own: vec![n(1)],
+        rules: rules(4),
     };
     Store::open(options).expect("open store").0
 }
@@ -734,7 +697,7 @@ proptest! {
                     let mut attempt = model.clone();
                     let expected = attempt.apply(&change);
                     let committed = store.apply(change.clone()).map(|c| c.outcome);
-                    if changed(expected) {
+                    if changed(&expected) {
                         prop_assert!(committed.is_err(), "{:?} was not written yet succeeded", change);
                     } else {
                         // Nothing to write: nothing to fail.
@@ -748,9 +711,9 @@ proptest! {
                 }
             }
             let snapshot = store.snapshot();
-            prop_assert_eq!(snapshot.nodes.as_slice(), model.nodes.as_slice(), "in memory");
-            let (on_disk, warnings) = store::load(&file, 100, &[]).unwrap();
-            prop_assert_eq!(on_disk.as_slice(), model.nodes.as_slice(), "the file");
+            prop_assert_eq!(snapshot.all(), model.nodes.clone(), "in memory");
+            let (on_disk, warnings) = store::load(&file, &rules(100)).unwrap();
+            prop_assert_eq!(nodes(&on_disk), model.nodes.clone(), "the file");
             prop_assert!(warnings.is_empty(), "{:?}", warnings);
         }
     }

@@ -22,7 +22,8 @@ fn remote_changes_to_the_list_need_the_admin_token() {
         );
         let seed = std::net::SocketAddr::new("192.0.2.1".parse().unwrap(), dns.port());
         let remote = "198.51.100.7";
-        let body = node_at("127.0.0.5", 5005);
+        // Bound to all interfaces, not loopback: loopback nodes are refused (SPEC §11).
+        let body = node_at("203.0.113.50", 5005);
         let bearer = format!("Bearer {TOKEN}");
         for (method, auth) in [
             ("POST", None),
@@ -44,7 +45,7 @@ fn remote_changes_to_the_list_need_the_admin_token() {
         let auth = [("Authorization", bearer.as_str())];
         let added = request_from(remote, "POST", seed, "/nodes/", Some(&body), &auth);
         assert_eq!(added.status, 200, "{}", added.body);
-        assert_eq!(dns.nodes(), vec![("127.0.0.5".to_string(), 5005)]);
+        assert_eq!(dns.nodes(), vec![("203.0.113.50".to_string(), 5005)]);
         let removed = request_from(remote, "DELETE", seed, "/nodes/", Some(&body), &auth);
         assert_eq!((removed.status, removed.json()), (200, json!([])));
 
@@ -107,6 +108,80 @@ fn verify_source_accepts_a_remote_caller_only_for_its_own_address() {
             let answer = request_from(remote, "GET", dns.addr, "/nodes/", Some(&other), &[]);
             assert_eq!(answer.status, 403);
             assert_eq!(dns.nodes(), vec![(remote.to_string(), 5007)]);
+        },
+    );
+}
+
+#[test]
+fn a_seed_on_a_public_address_refuses_local_nodes_and_names_that_lead_to_them() {
+    in_namespace(
+        "a_seed_on_a_public_address_refuses_local_nodes_and_names_that_lead_to_them",
+        || {
+            let dir = TempDir::new("remote-local");
+            // A service on loopback that a public seed must never be made to probe, and a
+            // name that resolves to it.
+            let service = FakePeer::new("127.0.0.1", "[]");
+            let port = service.addr.port();
+            hosts_file(
+                dir.path(),
+                &[
+                    ("127.0.0.1", "metadata.test"),
+                    ("198.51.100.7", "honest.test"),
+                ],
+            );
+            let honest = FakePeer::new("198.51.100.7", "[]");
+            let seed = dns(&dir.join("seed"), &["-i", "192.0.2.1", "-u", "0.3"]);
+            let remote = "203.0.113.9";
+            for (ip, port) in [
+                ("127.0.0.1", port),
+                ("169.254.169.254", 80),
+                ("fe80::1", 80),
+                ("localhost", port),
+            ] {
+                let body = node_at(ip, port);
+                let answer = request_from(remote, "POST", seed.addr, "/", Some(&body), &[]);
+                assert_eq!(answer.status, 400, "{ip}: {}", answer.body);
+                assert!(
+                    answer.error().contains("--allow_local"),
+                    "{}",
+                    answer.error()
+                );
+            }
+            // A name is resolved when it is probed: to loopback, it is never connected to
+            // and is dropped; to a public address, it is checked and listed.
+            for name in ["metadata.test", "honest.test"] {
+                let at = if name == "honest.test" {
+                    honest.addr.port()
+                } else {
+                    port
+                };
+                let body = node_at(name, at);
+                let answer = request_from(remote, "POST", seed.addr, "/", Some(&body), &[]);
+                assert_eq!(answer.status, 200, "{name}: {}", answer.body);
+            }
+            let honest_listed = ("honest.test".to_string(), honest.addr.port());
+            wait_until(
+                std::time::Duration::from_secs(10),
+                "the names are checked",
+                || {
+                    let listed = seed.nodes();
+                    listed.contains(&honest_listed)
+                        && !seed
+                            .nodes_on_disk()
+                            .iter()
+                            .any(|(host, _)| host == "metadata.test")
+                },
+            );
+            assert_eq!(
+                service.count(),
+                0,
+                "the loopback service was never connected to"
+            );
+            let metrics = seed.get("/metrics").body;
+            assert!(
+                metrics.contains("seedmesh_check_failures_total{cause=\"local_address\"} 1"),
+                "{metrics}"
+            );
         },
     );
 }

@@ -2,16 +2,20 @@
 //! applied with the store's own pure `Rules::apply`.
 
 use super::*;
+use crate::config::Identity;
+use crate::membership::Rules;
+use crate::policy::LocalRule;
 use crate::response::JSON;
-use crate::store::Rules;
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const REMOTE: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
 
-/// An API over a list in memory, committing changes as the store would.
+/// An API over a table in memory, committing changes as the store would.
 struct Fixture {
     config: ApiConfig,
     rules: Rules,
@@ -19,6 +23,9 @@ struct Fixture {
     /// When set, every commit fails as a full disk would.
     disk_full: Cell<bool>,
     rng: RefCell<fastrand::Rng>,
+    buckets: Mutex<TokenBuckets>,
+    /// The time requests arrive at.
+    now: Cell<Instant>,
 }
 
 fn fixture(max_nodes: usize, config: ApiConfig) -> Fixture {
@@ -26,13 +33,17 @@ fn fixture(max_nodes: usize, config: ApiConfig) -> Fixture {
         config,
         rules: Rules {
             max_nodes,
-            own: [Node::new("127.0.0.1", 42020).unwrap()]
-                .into_iter()
-                .collect(),
+            own: Identity::of(vec![Node::new("127.0.0.1", 42020).unwrap()]),
+            local: LocalRule {
+                allow_local: true,
+                public_only: false,
+            },
         },
         snapshot: RefCell::new(Arc::new(Snapshot::default())),
         disk_full: Cell::new(false),
         rng: RefCell::new(fastrand::Rng::with_seed(7)),
+        buckets: Mutex::new(TokenBuckets::new(10.0, 100, 1000)),
+        now: Cell::new(Instant::now()),
     }
 }
 
@@ -41,13 +52,22 @@ fn config() -> ApiConfig {
         list_limit: 1000,
         verify_source: false,
         admin_token: Some("s3cret-s3cret-s3cret".into()),
+        network: None,
     }
 }
 
 impl Fixture {
     fn decide(&self, request: &Request<'_>) -> Decision {
         let snapshot = Arc::clone(&self.snapshot.borrow());
-        handle(&self.config, &snapshot, request, &mut self.rng.borrow_mut())
+        let mut rng = self.rng.borrow_mut();
+        let mut context = Context {
+            config: &self.config,
+            snapshot: &snapshot,
+            now: self.now.get(),
+            rng: &mut rng,
+            buckets: &self.buckets,
+        };
+        handle(&mut context, request)
     }
 
     /// Commits `change` as the store's committer would: applied to a copy, published whole.
@@ -58,14 +78,21 @@ impl Fixture {
             ));
         }
         let base = Arc::clone(&self.snapshot.borrow());
-        let mut nodes = Cow::Borrowed(&base.nodes);
-        let outcome = self.rules.apply(&mut nodes, &change);
-        let snapshot = match nodes {
+        let mut table = Cow::Borrowed(&base.table);
+        let outcome = self
+            .rules
+            .apply(&mut table, &change, &mut self.rng.borrow_mut());
+        let snapshot = match table {
             Cow::Borrowed(_) => base.clone(),
-            Cow::Owned(nodes) => Arc::new(Snapshot::new(nodes)),
+            Cow::Owned(table) => Arc::new(Snapshot::new(table)),
         };
         *self.snapshot.borrow_mut() = Arc::clone(&snapshot);
         Ok(Committed { outcome, snapshot })
+    }
+
+    /// Lets time pass for the token buckets.
+    fn wait(&self, seconds: u64) {
+        self.now.set(self.now.get() + Duration::from_secs(seconds));
     }
 }
 
@@ -84,6 +111,7 @@ fn call(
         body: Body::Bytes(body.as_bytes()),
         caller,
         authorization: auth,
+        network: None,
     };
     match f.decide(&request).reply {
         Reply::Now(response) => response,
@@ -161,6 +189,7 @@ fn registration_stores_the_canonical_node_and_lists_it() {
         body: Body::Bytes(br#"{"ip_address": "::1", "port": 55000}"#),
         caller: REMOTE,
         authorization: None,
+        network: None,
     };
     assert!(matches!(f.decide(&request).reply, Reply::Now(r) if r.status == 200));
 }
@@ -473,6 +502,7 @@ fn bodies_over_the_limit_are_413() {
             body: Body::TooLarge,
             caller: LOCAL,
             authorization: None,
+            network: None,
         };
         let Reply::Now(response) = f.decide(&request).reply else {
             panic!("no commit expected")
@@ -543,6 +573,7 @@ fn status_and_metrics_are_reports_that_allow_only_reads() {
             body: Body::Bytes(b""),
             caller: REMOTE,
             authorization: None,
+            network: None,
         };
         let decision = f.decide(&request);
         assert!(
@@ -575,6 +606,7 @@ fn every_request_is_labelled_by_its_route() {
             body: Body::Bytes(b""),
             caller: LOCAL,
             authorization: None,
+            network: None,
         };
         assert_eq!(f.decide(&request).label, label, "{method} {target}");
         assert_eq!(Label::of(target), label, "{target}");
@@ -607,4 +639,156 @@ fn a_get_of_the_list_with_a_node_body_registers_it_by_the_rules_of_post() {
         Vec::<u64>::new(),
         "the query still applies"
     );
+}
+
+fn register_from(f: &Fixture, caller: IpAddr, ip: &str, port: u16) -> Response {
+    let body = format!(r#"{{"ip_address": "{ip}", "port": {port}}}"#);
+    call(f, "POST", "/", &body, caller, None)
+}
+
+#[test]
+fn one_source_adding_too_fast_gets_429_and_adds_nothing() {
+    let f = fixture(1000, config());
+    let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    let statuses: Vec<u16> = (1..=150)
+        .map(|port| register_from(&f, LOCAL, "127.0.0.9", port).status)
+        .collect();
+    assert!(
+        statuses[..100].iter().all(|s| *s == 200),
+        "the burst of 100"
+    );
+    assert!(statuses[100..].iter().all(|s| *s == 429));
+    let refused = register_from(&f, LOCAL, "127.0.0.9", 999);
+    assert_eq!(refused.retry_after, Some(1), "10 new nodes per second");
+    assert!(
+        error(&refused).contains("--reg_rate"),
+        "{}",
+        error(&refused)
+    );
+    assert_eq!(ports(&get(&f, "/nodes/")).len(), 100, "a 429 adds nothing");
+    assert_eq!(
+        register_from(&f, LOCAL, "127.0.0.9", 1).status,
+        200,
+        "re-announcing a known node is free"
+    );
+    assert_eq!(
+        register_from(&f, other, "127.0.0.8", 1).status,
+        200,
+        "another source"
+    );
+    // An administrator is not limited.
+    assert_eq!(
+        call(&f, "POST", "/nodes/", &node(7000), LOCAL, None).status,
+        200
+    );
+    f.wait(1);
+    assert_eq!(
+        register_from(&f, LOCAL, "127.0.0.9", 999).status,
+        200,
+        "refilled"
+    );
+}
+
+#[test]
+fn a_registration_from_another_network_is_403() {
+    let f = fixture(
+        10,
+        ApiConfig {
+            network: Some("main".into()),
+            ..config()
+        },
+    );
+    let body = node(5);
+    let register = |network| {
+        let request = Request {
+            method: "POST",
+            target: "/",
+            body: Body::Bytes(body.as_bytes()),
+            caller: LOCAL,
+            authorization: None,
+            network,
+        };
+        match f.decide(&request).reply {
+            Reply::Now(response) => response.status,
+            Reply::Commit { change, answer } => {
+                answer
+                    .finish(f.commit(change), &mut f.rng.borrow_mut())
+                    .status
+            }
+            Reply::Report(_) => unreachable!(),
+        }
+    };
+    assert_eq!(register(Some("test")), 403);
+    assert!(ports(&get(&f, "/nodes/")).is_empty());
+    assert_eq!(register(Some("main")), 200);
+    assert_eq!(
+        register(None),
+        200,
+        "a caller without the header (curl) is accepted"
+    );
+}
+
+#[test]
+fn samples_take_one_node_per_group_before_any_group_gives_a_second() {
+    let f = fixture(1000, config());
+    // 30 groups of 127.g/16, one of which registered 100 nodes.
+    for port in 1..=100 {
+        call(
+            &f,
+            "POST",
+            "/nodes/",
+            &format!(r#"{{"ip_address": "127.200.0.1", "port": {port}}}"#),
+            LOCAL,
+            None,
+        );
+    }
+    for group in 1..30 {
+        let body = format!(r#"{{"ip_address": "127.{group}.0.1", "port": 1}}"#);
+        call(&f, "POST", "/nodes/", &body, LOCAL, None);
+    }
+    for _ in 0..50 {
+        let answer = json(&get(&f, "/nodes/?limit=10"));
+        let groups: HashSet<String> = answer
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                let ip = n["ip_address"].as_str().unwrap();
+                ip.split('.').take(2).collect::<Vec<_>>().join(".")
+            })
+            .collect();
+        assert_eq!(groups.len(), 10, "{answer}");
+    }
+    let random: HashSet<String> = (0..200)
+        .map(|_| {
+            json(&get(&f, "/nodes/random/"))["ip_address"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        random.len() > 20,
+        "a random node is a random group first: {random:?}"
+    );
+}
+
+#[test]
+fn local_addresses_are_refused_where_the_rule_says_so() {
+    let mut f = fixture(10, config());
+    f.rules.local = LocalRule {
+        allow_local: false,
+        public_only: true,
+    };
+    for (ip, reason) in [
+        ("127.0.0.5", "--allow_local"),
+        ("169.254.169.254", "--allow_local"),
+        ("10.1.2.3", "--public_only"),
+        ("100.64.0.1", "--public_only"),
+    ] {
+        let answer = register_from(&f, REMOTE, ip, 80);
+        assert_eq!(answer.status, 400, "{ip}");
+        assert!(error(&answer).contains(reason), "{ip}: {}", error(&answer));
+    }
+    assert!(ports(&get(&f, "/nodes/")).is_empty());
 }

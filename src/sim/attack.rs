@@ -109,7 +109,7 @@ impl Attacker {
 
     /// The attack's moves at the start of a round: every address registers with every live
     /// seed, through the seed's own routes.
-    pub(crate) fn act(&self, sim: &Simulation) {
+    pub(crate) fn act(&self, sim: &Simulation, now: std::time::Instant) {
         if !matches!(self.kind, Attack::OneHost | Attack::OneGroup) {
             return;
         }
@@ -119,7 +119,7 @@ impl Attacker {
         for (node, json) in &self.sybils {
             let Host::Ip(ip) = node.host else { continue };
             for &seed in &seeds {
-                let answer = sim.serve(seed, "POST", "/", json, ip);
+                let answer = sim.serve(seed, "POST", "/", json, ip, now);
                 let traffic = &sim.procs[seed].traffic;
                 traffic.requests_in.fetch_add(1, Relaxed);
                 traffic

@@ -242,9 +242,10 @@ pub(crate) fn measure(sim: &mut Simulation, r: usize) -> RoundFigures {
             continue;
         }
         let snapshot = proc.store.snapshot();
+        let table = &snapshot.table;
         let honest = proc.live_honest();
         let mut live_peers = 0;
-        for node in snapshot.nodes.as_slice() {
+        for node in table.iter().map(|entry| entry.node()) {
             let class = classify(sim, node);
             match class {
                 Class::Dead(j) => holders[j] += 1,
@@ -264,7 +265,7 @@ pub(crate) fn measure(sim: &mut Simulation, r: usize) -> RoundFigures {
         let round_ns = proc.round_ns.load(std::sync::atomic::Ordering::Relaxed);
         match proc.kind {
             Kind::Seed => {
-                f.seed_known = f.seed_known.max(snapshot.nodes.len());
+                f.seed_known = f.seed_known.max(table.len());
                 f.seed_rps = f
                     .seed_rps
                     .max(traffic[0] as f64 / config.upd_int.as_secs_f64());
@@ -272,8 +273,8 @@ pub(crate) fn measure(sim: &mut Simulation, r: usize) -> RoundFigures {
             }
             _ if honest => {
                 f.live += 1;
-                known_sum += snapshot.nodes.len();
-                f.known_max = f.known_max.max(snapshot.nodes.len());
+                known_sum += table.len();
+                f.known_max = f.known_max.max(table.len());
                 converged += usize::from(live_peers >= config.kn_limit);
                 for (sum, x) in traffic_sum.iter_mut().zip(traffic) {
                     *sum += x;
@@ -342,8 +343,9 @@ fn probe_answers(sim: &mut Simulation) -> Answers {
         seeds: Tally::default(),
     };
     let sim = &*sim;
+    let now = sim.epoch + sim.config.upd_int * (sim.round as u32 + 1);
     let ask = |tally: &mut Tally, j: usize, target: &str| {
-        let response = sim.serve(j, "GET", target, b"", asker);
+        let response = sim.serve(j, "GET", target, b"", asker, now);
         if let Ok(list) = read_list(response.body) {
             for node in &list.nodes {
                 tally.add(&classify(sim, node));

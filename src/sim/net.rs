@@ -136,7 +136,7 @@ impl<'a> Net<'a> {
             }
             Fate::Refused => {
                 self.spend(round_trip.min(timeout));
-                return Err(PeerError::Refused);
+                return Err(PeerError::ConnectionRefused);
             }
             Fate::Answered(at) => at,
         };
@@ -148,7 +148,8 @@ impl<'a> Net<'a> {
         let response = match target_at {
             Target::Proc(j) => {
                 let j = j as usize;
-                let answer = sim.serve(j, method, target, body, caller);
+                let now = sim.epoch + Duration::from_nanos(self.now.load(Relaxed));
+                let answer = sim.serve(j, method, target, body, caller, now);
                 let traffic = &sim.procs[j].traffic;
                 traffic.requests_in.fetch_add(1, Relaxed);
                 traffic.bytes_in.fetch_add(request_bytes, Relaxed);
@@ -225,7 +226,7 @@ impl<'a> Net<'a> {
 pub(crate) fn read_list(body: Payload) -> Result<PeerList, PeerError> {
     match body {
         Payload::List(snapshot) => Ok(PeerList {
-            nodes: snapshot.nodes.as_slice().to_vec(),
+            nodes: snapshot.known().to_vec(),
             invalid: 0,
         }),
         Payload::Sample(nodes, _) => Ok(PeerList { nodes, invalid: 0 }),
@@ -239,7 +240,7 @@ pub(crate) fn body_len(response: &Response) -> u64 {
     match &response.body {
         Payload::Empty => 0,
         Payload::Owned(bytes) => bytes.len() as u64,
-        Payload::List(snapshot) => list_len(snapshot.nodes.as_slice()),
+        Payload::List(snapshot) => list_len(snapshot.known()),
         Payload::Sample(nodes, _) => list_len(nodes),
     }
 }

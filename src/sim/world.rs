@@ -8,10 +8,13 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use crate::nodes::{Host, Node, NodeSet};
+use crate::config::Identity;
+use crate::membership::{MemoryStore, Rules};
+use crate::nodes::{Host, Node};
+use crate::policy::{DEFAULT_MAX_SOURCES, LocalRule, TokenBuckets};
 use crate::response::Response;
-use crate::routes::{self, ApiConfig, Body, Reply, Request};
-use crate::store::{MemoryStore, Rules};
+use crate::routes::{self, ApiConfig, Body, Context, Reply, Request};
+use crate::table::Table;
 use crate::update::{NodeRole, Role, Updater};
 use crate::upkeep::Upkeep;
 
@@ -81,6 +84,9 @@ pub(crate) struct Proc {
     pub(crate) upkeep: Mutex<Upkeep>,
     /// The RNG `routes::handle` draws from when this process answers.
     pub(crate) rng: Mutex<fastrand::Rng>,
+    /// SPEC §11's per-source token buckets for new registrations (`--reg_rate 10`,
+    /// `--reg_burst 100`, the defaults).
+    pub(crate) buckets: Mutex<TokenBuckets>,
     /// The RNG of this process's outgoing calls: latency and loss.
     pub(crate) net: Mutex<fastrand::Rng>,
     /// `ALIVE`, `REFUSED` or `BLACK_HOLE`.
@@ -164,6 +170,7 @@ impl Simulation {
             list_limit,
             verify_source: false,
             admin_token: None,
+            network: None,
         };
         let seeds: Vec<Node> = (0..config.seeds)
             .map(|s| Node {
@@ -225,9 +232,15 @@ impl Simulation {
                 }),
             ),
         };
+        // Every simulated address is a loopback one, and every simulated process is bound to
+        // one: `--allow_local auto` accepts them (SPEC §11).
         let rules = Rules {
             max_nodes,
-            own: [node.clone()].into(),
+            own: Identity::of(vec![node.clone()]),
+            local: LocalRule {
+                allow_local: true,
+                public_only: false,
+            },
         };
         let json = serde_json::to_vec(&node).unwrap_or_default();
         if let Some(k) = key(&node) {
@@ -236,13 +249,15 @@ impl Simulation {
         self.procs.push(Proc {
             json,
             kind,
-            store: Arc::new(MemoryStore::new(rules, NodeSet::new())),
+            store: Arc::new(MemoryStore::new(
+                rules,
+                Table::new(),
+                fastrand::Rng::with_seed(self.rng.u64(..)),
+            )),
             role,
-            upkeep: Mutex::new(
-                Upkeep::new(self.config.fail_limit, self.config.upd_int)
-                    .with_seed(self.rng.u64(..)),
-            ),
+            upkeep: Mutex::new(Upkeep::new(self.config.fail_limit, self.config.upd_int)),
             rng: Mutex::new(fastrand::Rng::with_seed(self.rng.u64(..))),
+            buckets: Mutex::new(TokenBuckets::new(10.0, 100, DEFAULT_MAX_SOURCES)),
             net: Mutex::new(fastrand::Rng::with_seed(self.rng.u64(..))),
             life: ALIVE,
             side: 0,
@@ -255,9 +270,9 @@ impl Simulation {
         i
     }
 
-    /// Answers one request to process `j` as its server would: `routes::handle` decides
-    /// against the committed list, a change is committed through the store, and the
-    /// committed outcome words the answer.
+    /// Answers one request to process `j` at simulated time `now` as its server would:
+    /// `routes::handle` decides against the committed table, a change is committed through
+    /// the store, and the committed outcome words the answer.
     pub(crate) fn serve(
         &self,
         j: usize,
@@ -265,6 +280,7 @@ impl Simulation {
         target: &str,
         body: &[u8],
         caller: IpAddr,
+        now: Instant,
     ) -> Response {
         let proc = &self.procs[j];
         if let (Kind::Liar, "GET", Some(attacker)) = (proc.kind, method, &self.attacker)
@@ -282,11 +298,22 @@ impl Simulation {
             body: Body::Bytes(body),
             caller,
             authorization: None,
+            network: None,
         };
         let mut rng = lock(&proc.rng);
         // The snapshot is dropped before a change is applied, so the store changes its
-        // list in place instead of copying it.
-        let decision = routes::handle(api, &proc.store.snapshot(), &request, &mut rng);
+        // table in place instead of copying it.
+        let decision = {
+            let snapshot = proc.store.snapshot();
+            let mut context = Context {
+                config: api,
+                snapshot: &snapshot,
+                now,
+                rng: &mut rng,
+                buckets: &proc.buckets,
+            };
+            routes::handle(&mut context, &request)
+        };
         match decision.reply {
             Reply::Now(response) => response,
             Reply::Commit { change, answer } => {
@@ -311,7 +338,7 @@ impl Simulation {
         let interval = self.config.upd_int.as_nanos() as u64;
         let start = r as u64 * interval;
         if let Some(attacker) = &self.attacker {
-            attacker.act(self);
+            attacker.act(self, self.epoch + std::time::Duration::from_nanos(start));
         }
         let slice = interval / order.len().max(1) as u64;
         for (position, &i) in order.iter().enumerate() {
@@ -331,6 +358,7 @@ impl Simulation {
             transport: Net::new(self, i, &now),
             clock: SimClock::new(self.epoch, &now),
             role: proc.role.clone(),
+            rng: Mutex::new(fastrand::Rng::with_seed(lock(&proc.rng).u64(..))),
         };
         let mut upkeep = lock(&proc.upkeep);
         updater.round(&mut upkeep, &|| false);

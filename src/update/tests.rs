@@ -1,8 +1,10 @@
 //! The rounds against a network in memory: no sockets, no disk, and time only as handed in.
 
 use super::*;
-use crate::nodes::NodeSet;
-use crate::store::Rules;
+use crate::config::Identity;
+use crate::membership::Rules;
+use crate::policy::LocalRule;
+use crate::table::{Source, Table};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -28,7 +30,7 @@ impl FakeNet {
         if self.online.contains(node) {
             Ok(())
         } else {
-            Err(PeerError::Refused)
+            Err(PeerError::ConnectionRefused)
         }
     }
 
@@ -73,26 +75,41 @@ impl Clock for Still {
     }
 }
 
+/// A store holding `nodes`, registered (so vouched for), and `me` as its own identity.
 fn store(nodes: &[Node], me: Option<&Node>) -> MemoryStore {
-    let mut set = NodeSet::new();
+    let mut table = Table::new();
+    let mut rng = fastrand::Rng::with_seed(1);
     for node in nodes {
-        set.insert(node.clone());
+        table.admit(node.clone(), Source::Registered, 100, &mut rng);
     }
     let rules = Rules {
         max_nodes: 100,
-        own: me.into_iter().cloned().collect(),
+        own: Identity::of(me.into_iter().cloned().collect()),
+        local: LocalRule {
+            allow_local: true,
+            public_only: false,
+        },
     };
-    MemoryStore::new(rules, set)
+    MemoryStore::new(rules, table, rng)
 }
 
+/// The ports of every entry, vouched for or not.
 fn ports(members: &MemoryStore) -> Vec<u16> {
-    members
-        .snapshot()
-        .nodes
-        .as_slice()
-        .iter()
-        .map(|n| n.port)
-        .collect()
+    members.snapshot().all().iter().map(|n| n.port).collect()
+}
+
+fn updater(
+    members: MemoryStore,
+    transport: FakeNet,
+    role: Role,
+) -> Updater<MemoryStore, FakeNet, Still> {
+    Updater {
+        members,
+        transport,
+        clock: Still(Instant::now()),
+        role,
+        rng: Mutex::new(fastrand::Rng::with_seed(2)),
+    }
 }
 
 fn never() -> bool {
@@ -105,29 +122,22 @@ fn the_sweep_removes_nodes_that_fail_and_keeps_the_others() {
         online: [n(1), n(3)].into(),
         ..FakeNet::default()
     };
-    let updater = Updater {
-        members: store(&[n(1), n(2), n(3)], None),
-        transport: net,
-        clock: Still(Instant::now()),
-        role: Role::Dns,
-    };
+    let updater = updater(store(&[n(1), n(2), n(3)], None), net, Role::Dns);
     let mut upkeep = Upkeep::new(1, Duration::from_secs(60));
     let round = updater.round(&mut upkeep, &never);
     assert_eq!(ports(&updater.members), vec![1, 3]);
     assert_eq!(updater.transport.asked("probe"), vec![1, 2, 3]);
     assert_eq!((round.checked, round.failed, round.removed), (3, 1, 1));
-    assert_eq!(round.failures[PeerError::Refused.cause_index()], 1);
+    assert_eq!(
+        round.failures[PeerError::ConnectionRefused.cause_index()],
+        1
+    );
     assert_eq!(round.known, 2);
 }
 
 #[test]
 fn a_node_is_removed_only_after_fail_limit_rounds() {
-    let updater = Updater {
-        members: store(&[n(1)], None),
-        transport: FakeNet::default(),
-        clock: Still(Instant::now()),
-        role: Role::Dns,
-    };
+    let updater = updater(store(&[n(1)], None), FakeNet::default(), Role::Dns);
     let mut upkeep = Upkeep::new(2, Duration::from_secs(60));
     assert_eq!(updater.round(&mut upkeep, &never).removed, 0);
     assert_eq!(ports(&updater.members), vec![1]);
@@ -149,12 +159,11 @@ fn a_node_that_knows_enough_only_checks() {
         online: [n(1), n(2), n(900)].into(),
         ..FakeNet::default()
     };
-    let updater = Updater {
-        members: store(&[n(1), n(2)], Some(&n(100))),
-        transport: net,
-        clock: Still(Instant::now()),
-        role: Role::Node(node_role(2)),
-    };
+    let updater = updater(
+        store(&[n(1), n(2)], Some(&n(100))),
+        net,
+        Role::Node(node_role(2)),
+    );
     updater.round(&mut Upkeep::new(1, Duration::from_secs(60)), &never);
     let net = &updater.transport;
     assert_eq!(
@@ -168,61 +177,28 @@ fn a_node_that_knows_enough_only_checks() {
 #[test]
 fn a_node_short_of_peers_asks_its_peers_then_the_seeds() {
     let net = FakeNet {
-        online: [n(1), n(900)].into(),
+        online: [n(1), n(2), n(3), n(4), n(900)].into(),
         lists: HashMap::from([(n(1), vec![n(2), n(100), n(1)]), (n(900), vec![n(3), n(4)])]),
         ..FakeNet::default()
     };
-    let updater = Updater {
-        members: store(&[n(1)], Some(&n(100))),
-        transport: net,
-        clock: Still(Instant::now()),
-        role: Role::Node(node_role(3)),
-    };
+    let updater = updater(store(&[n(1)], Some(&n(100))), net, Role::Node(node_role(3)));
     let round = updater.round(&mut Upkeep::new(1, Duration::from_secs(60)), &never);
     // Itself and a known node are skipped; the seed fills up the rest.
-    assert_eq!(ports(&updater.members), vec![1, 2, 3, 4]);
+    let mut learned = ports(&updater.members);
+    learned.sort_unstable();
+    assert_eq!(learned, vec![1, 2, 3, 4]);
     assert_eq!(updater.transport.asked("fetch"), vec![1, 900]);
     assert_eq!(round.learned, 3);
 }
 
 #[test]
-fn at_most_kn_limit_new_nodes_are_taken_from_one_answer() {
-    let big: Vec<Node> = (1000..2000).map(n).collect();
-    let net = FakeNet {
-        online: [n(1), n(900)].into(),
-        lists: HashMap::from([(n(1), big.clone()), (n(900), big)]),
-        ..FakeNet::default()
-    };
-    let updater = Updater {
-        members: store(&[n(1)], Some(&n(100))),
-        transport: net,
-        clock: Still(Instant::now()),
-        role: Role::Node(node_role(3)),
-    };
-    let mut upkeep = Upkeep::new(1, Duration::from_secs(60)).with_seed(5);
-    let round = updater.round(&mut upkeep, &never);
-    // Three from the peer (which is then enough: the seed is not asked), chosen at random
-    // rather than the answer's first three.
-    assert_eq!(round.learned, 3);
-    assert_eq!(updater.transport.asked("fetch"), vec![1]);
-    let learned = ports(&updater.members);
-    assert_eq!(learned.len(), 4);
-    assert_ne!(&learned[1..], &[1000, 1001, 1002], "a random choice");
-}
-
-#[test]
 fn the_seed_step_is_skipped_when_peers_gave_enough() {
     let net = FakeNet {
-        online: [n(1), n(900)].into(),
+        online: [n(1), n(2), n(3), n(900)].into(),
         lists: HashMap::from([(n(1), vec![n(2), n(3)])]),
         ..FakeNet::default()
     };
-    let updater = Updater {
-        members: store(&[n(1)], Some(&n(100))),
-        transport: net,
-        clock: Still(Instant::now()),
-        role: Role::Node(node_role(3)),
-    };
+    let updater = updater(store(&[n(1)], Some(&n(100))), net, Role::Node(node_role(3)));
     updater.round(&mut Upkeep::new(1, Duration::from_secs(60)), &never);
     assert_eq!(updater.transport.asked("fetch"), vec![1]);
 }
@@ -235,12 +211,11 @@ fn a_node_removed_as_dead_is_not_learned_back_from_a_peer() {
         lists: HashMap::from([(n(1), vec![n(2)])]),
         ..FakeNet::default()
     };
-    let updater = Updater {
-        members: store(&[n(1), n(2)], Some(&n(100))),
-        transport: net,
-        clock: Still(Instant::now()),
-        role: Role::Node(node_role(5)),
-    };
+    let updater = updater(
+        store(&[n(1), n(2)], Some(&n(100))),
+        net,
+        Role::Node(node_role(5)),
+    );
     let round = updater.round(&mut Upkeep::new(1, Duration::from_secs(60)), &never);
     assert_eq!(round.removed, 1);
     assert_eq!(ports(&updater.members), vec![1]);
@@ -253,12 +228,7 @@ fn a_stop_between_steps_ends_the_round() {
         lists: HashMap::from([(n(1), vec![n(2)])]),
         ..FakeNet::default()
     };
-    let updater = Updater {
-        members: store(&[n(1)], Some(&n(100))),
-        transport: net,
-        clock: Still(Instant::now()),
-        role: Role::Node(node_role(5)),
-    };
+    let updater = updater(store(&[n(1)], Some(&n(100))), net, Role::Node(node_role(5)));
     updater.round(&mut Upkeep::new(1, Duration::from_secs(60)), &|| true);
     assert!(updater.transport.asked("fetch").is_empty());
 }
@@ -274,6 +244,7 @@ fn a_round_that_panics_is_counted_and_the_next_one_runs() {
         transport: net,
         clock: crate::transport::SystemClock,
         role: Role::Dns,
+        rng: Mutex::new(fastrand::Rng::with_seed(3)),
     };
     let stats = Stats::default();
     let (stop, stopped) = std::sync::mpsc::channel();
@@ -291,4 +262,56 @@ fn a_round_that_panics_is_counted_and_the_next_one_runs() {
         drop(stop);
     });
     assert_eq!(stats.rounds.load(Ordering::Relaxed), 0, "no round finished");
+}
+
+/// `count` addresses of the group 127.`group`/16, none of which answers.
+fn fabricated(group: u8, count: u16) -> Vec<Node> {
+    (2000..2000 + count)
+        .map(|port| Node::new(&format!("127.{group}.0.1"), port).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_lying_peers_fabrications_are_never_learned_and_a_real_peer_among_them_is() {
+    let real = Node::new("127.50.0.1", 7).unwrap();
+    let mut listed = fabricated(99, 1000);
+    listed.insert(500, real.clone());
+    let net = FakeNet {
+        online: [n(1), real.clone()].into(),
+        lists: HashMap::from([(n(1), listed)]),
+        ..FakeNet::default()
+    };
+    let updater = updater(store(&[n(1)], Some(&n(100))), net, Role::Node(node_role(3)));
+    let round = updater.round(&mut Upkeep::new(1, Duration::from_secs(60)), &never);
+    let snapshot = updater.members.snapshot();
+    assert_eq!(
+        snapshot.all(),
+        vec![n(1), real.clone()],
+        "only what answered"
+    );
+    assert_eq!(snapshot.known(), &[n(1), real], "and vouched for at once");
+    // At most --kn_limit of the answer were tried, one per group first.
+    let tried = updater.transport.asked("announce").len() - 2;
+    assert_eq!(tried, 3, "the peer, then 3 candidates");
+    assert_eq!(round.learned, 1);
+}
+
+#[test]
+fn a_failed_candidate_is_not_tried_again_in_the_next_round() {
+    let net = FakeNet {
+        online: [n(1)].into(),
+        lists: HashMap::from([(n(1), fabricated(99, 2))]),
+        ..FakeNet::default()
+    };
+    let updater = updater(store(&[n(1)], Some(&n(100))), net, Role::Node(node_role(5)));
+    let mut upkeep = Upkeep::new(1, Duration::from_secs(60));
+    updater.round(&mut upkeep, &never);
+    updater.round(&mut upkeep, &never);
+    let fabricated_tries = updater
+        .transport
+        .asked("announce")
+        .iter()
+        .filter(|p| **p >= 2000)
+        .count();
+    assert_eq!(fabricated_tries, 2, "each fabrication cost one check, once");
 }

@@ -73,11 +73,11 @@ pub fn try_request_bytes(
     headers: &[(&str, &str)],
 ) -> std::io::Result<Resp> {
     let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    exchange(stream, method, addr, path, body, headers)
+    exchange_on(stream, method, addr, path, body, headers)
 }
 
 /// One request on `stream`, already connected to `addr`, with a 10 s deadline.
-pub fn exchange(
+pub fn exchange_on(
     mut stream: TcpStream,
     method: &str,
     addr: SocketAddr,

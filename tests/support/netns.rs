@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
-use super::http::{Resp, exchange};
+use super::http::{Resp, exchange_on};
 
 /// Set inside the namespace, so the re-executed test runs its body instead of re-executing.
 const INSIDE: &str = "SEEDMESH_TEST_NETNS";
@@ -15,8 +15,8 @@ const INSIDE: &str = "SEEDMESH_TEST_NETNS";
 /// The addresses added to the namespace's `lo`, one per documentation range (RFC 5737).
 pub const NS_ADDRS: [&str; 3] = ["192.0.2.1", "198.51.100.7", "203.0.113.9"];
 
-/// Runs `body` in a fresh network namespace: the test binary re-executes itself under
-/// `unshare -n`, running only the test `name`. Needs root (CI runs as root); without it the
+/// Runs `body` in a fresh network namespace (and mount namespace, for `hosts_file`): the
+/// test binary re-executes itself under `unshare -n -m`, running only the test `name`. Needs root (CI runs as root); without it the
 /// test fails when `CI` is set, and otherwise says so and passes without running, so that a
 /// developer's unprivileged `cargo test` still works.
 pub fn in_namespace(name: &str, body: impl FnOnce()) {
@@ -27,7 +27,7 @@ pub fn in_namespace(name: &str, body: impl FnOnce()) {
     }
     let exe = std::env::current_exe().expect("the test binary");
     let output = Command::new("unshare")
-        .args(["-n", "--"])
+        .args(["-n", "-m", "--propagation", "private", "--"])
         .arg(&exe)
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
         .env(INSIDE, "1")
@@ -94,6 +94,28 @@ pub fn request_from(
     headers: &[(&str, &str)],
 ) -> Resp {
     let stream = connect_from(source, addr);
-    exchange(stream, method, addr, path, body.map(str::as_bytes), headers)
+    exchange_on(stream, method, addr, path, body.map(str::as_bytes), headers)
         .unwrap_or_else(|e| panic!("{method} {addr}{path} from {source}: {e}"))
+}
+
+/// Makes `entries` (address, name) the namespace's `/etc/hosts`, bind-mounted over the real
+/// one inside the test's mount namespace only, so that names resolve as the test needs.
+pub fn hosts_file(dir: &std::path::Path, entries: &[(&str, &str)]) {
+    assert!(
+        std::env::var_os(INSIDE).is_some(),
+        "hosts_file only inside in_namespace"
+    );
+    let text: String = entries
+        .iter()
+        .map(|(ip, name)| format!("{ip} {name}\n"))
+        .collect();
+    let path = dir.join("hosts");
+    std::fs::write(&path, text).expect("write hosts");
+    let status = Command::new("mount")
+        .args(["--bind"])
+        .arg(&path)
+        .arg("/etc/hosts")
+        .status()
+        .expect("run mount");
+    assert!(status.success(), "mount --bind hosts /etc/hosts");
 }

@@ -1,18 +1,22 @@
-//! tiny_http 0.12.0 with seedmesh's connection layer (see `PATCHES.md`).
+//! seedmesh's fork of tiny_http 0.12.0 (package `seedmesh-tiny-http`; see `PATCHES.md`).
 //!
 //! The request/response API is tiny_http's: a `Server` whose `recv()` hands out `Request`s,
 //! answered with `Request::respond(Response)`. What changed is underneath: every connection is
-//! served by one thread out of a bounded budget; that thread reads the whole request (head and
-//! body, within limits and deadlines) before handing it to `recv()`, and writes the response
-//! itself. A worker calling `recv()` therefore never blocks on a slow or hostile client.
+//! served by one thread out of a bounded budget; that thread reads the whole request (head
+//! parsed by `httparse` and checked against RFC 9112, body within limits and deadlines) before
+//! handing it to `recv()`, and writes the response itself. A worker calling `recv()` therefore
+//! never blocks on a slow or hostile client. The answers the connection layer gives on its
+//! own (400, 408, 414, 417, 431, 501, 503, 505) go through the user's `Refusals` hook, and
+//! every answer's head is rendered in one place, with `Date` and its framing.
 //!
 //! ```no_run
 //! let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-//! for request in server.incoming_requests() {
+//! while let Ok(request) = server.recv() {
 //!     let _ = request.respond(tiny_http::Response::from_string("hello"));
 //! }
 //! ```
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 #![deny(rust_2018_idioms)]
 #![allow(clippy::match_like_matches_macro)]
 
@@ -20,7 +24,7 @@ use std::error::Error;
 use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::AtomicUsize;
@@ -32,11 +36,17 @@ use std::time::{Duration, Instant};
 use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
+pub use head::Framing;
+pub use refusal::{Cause, Refusal, Refusals};
 pub use request::Request;
-pub use response::{Response, ResponseBox};
+pub use response::{Response, SharedBody};
 
+mod body;
 mod client;
 mod common;
+mod head;
+mod input;
+mod refusal;
 mod request;
 mod response;
 mod util;
@@ -53,12 +63,19 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Most bytes in a request line plus its headers; more is answered 431.
     pub max_head_bytes: usize,
-    /// Most bytes in a request body. A larger body is never read: the request is handed over
-    /// with `Request::body_too_large()` set and an empty body, and the connection is closed
-    /// after the answer.
+    /// Most bytes in a request body. A larger body is never stored: the request is handed
+    /// over with `Request::body_too_large()` set and an empty body, and the connection is
+    /// closed in stages after the answer (see `linger_bytes`).
     pub max_body_bytes: usize,
     /// Stack size of each connection thread.
     pub connection_stack_bytes: usize,
+    /// When the server ends a connection, it first closes its sending side, then reads and
+    /// discards what the client still sends, until the client closes, this many bytes have
+    /// been discarded, or `linger_time` has passed (RFC 9112 §9.6). A client still sending a
+    /// body too large thus reads the 413 instead of a connection reset.
+    pub linger_bytes: usize,
+    /// The longest a closing connection is read and discarded (see `linger_bytes`).
+    pub linger_time: Duration,
 }
 
 impl Default for Limits {
@@ -69,6 +86,8 @@ impl Default for Limits {
             max_head_bytes: 16 * 1024,
             max_body_bytes: 64 * 1024,
             connection_stack_bytes: 128 * 1024,
+            linger_bytes: 4 * 1024 * 1024,
+            linger_time: Duration::from_secs(2),
         }
     }
 }
@@ -91,6 +110,8 @@ pub(crate) struct Shared {
     /// Requests handed to `recv()` whose response is not yet written to the socket.
     pub(crate) in_flight: AtomicUsize,
     pub(crate) limits: Limits,
+    /// Words (and lets the user count) the answers the connection layer gives on its own.
+    pub(crate) refusals: Refusals,
 }
 
 /// Decrements a counter when dropped, so that a panicking thread still gives its slot back.
@@ -100,10 +121,6 @@ impl Drop for Slot<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, SeqCst);
     }
-}
-
-pub struct IncomingRequests<'a> {
-    server: &'a Server,
 }
 
 impl Server {
@@ -116,8 +133,19 @@ impl Server {
         Ok(Self::from_listener(listener, Limits::default())?)
     }
 
-    /// Serves an already bound listener.
+    /// Serves an already bound listener; the connection layer's own answers are
+    /// `Response::json_error`s.
     pub fn from_listener(listener: TcpListener, limits: Limits) -> IoResult<Server> {
+        Self::from_listener_with(listener, limits, refusal::default_refusals())
+    }
+
+    /// Serves an already bound listener; `refusals` words each answer the connection layer
+    /// gives on its own, and can count and log it (see `Refusal`).
+    pub fn from_listener_with(
+        listener: TcpListener,
+        limits: Limits,
+        refusals: Refusals,
+    ) -> IoResult<Server> {
         let listening_addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             closing: AtomicBool::new(false),
@@ -125,6 +153,7 @@ impl Server {
             connections: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             limits,
+            refusals,
         });
         let inside = Arc::clone(&shared);
         thread::Builder::new()
@@ -135,11 +164,6 @@ impl Server {
             shared,
             listening_addr,
         })
-    }
-
-    #[inline]
-    pub fn incoming_requests(&self) -> IncomingRequests<'_> {
-        IncomingRequests { server: self }
     }
 
     /// The address the listener is bound to (with the real port when bound to port 0).
@@ -171,11 +195,6 @@ impl Server {
         Ok(self.shared.messages.pop_timeout(timeout))
     }
 
-    /// Same as `recv()` but doesn't block.
-    pub fn try_recv(&self) -> IoResult<Option<Request>> {
-        Ok(self.shared.messages.try_pop())
-    }
-
     /// Unblocks one thread blocked in `recv()`, after the requests already queued.
     pub fn unblock(&self) {
         self.shared.messages.unblock();
@@ -190,13 +209,6 @@ impl Server {
         // Wake the accept thread, blocked in accept(), with a connection of our own.
         let _ =
             TcpStream::connect_timeout(&wake_address(self.listening_addr), Duration::from_secs(1));
-    }
-}
-
-impl Iterator for IncomingRequests<'_> {
-    type Item = Request;
-    fn next(&mut self) -> Option<Request> {
-        self.server.recv().ok()
     }
 }
 
@@ -261,7 +273,7 @@ fn admit(
     let limits = &shared.limits;
     reap(threads);
     if threads.len() >= limits.max_connections {
-        turn_away(stream, "too many open connections; try again later");
+        turn_away(stream, peer, shared);
         return;
     }
     let configured = stream
@@ -308,10 +320,35 @@ fn reap(threads: &mut Vec<JoinHandle<()>>) {
     }
 }
 
-/// Answers 503 on a connection we will not serve, without waiting for it.
-fn turn_away(mut stream: TcpStream, reason: &str) {
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
-    let _ = stream.write_all(&client::error_response(StatusCode(503), reason));
+/// Answers 503 on a connection we will not serve, spending at most `TURN_AWAY_TIME` on it.
+/// The accept thread cannot linger as a connection thread does: it discards what the client
+/// has sent so far, answers, closes its sending side, and discards once more before closing.
+fn turn_away(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
+    let failure = refusal::Failure::new(
+        503,
+        Cause::TooManyConnections,
+        "too many open connections; try again later",
+    );
+    let answer = client::refusal_answer(shared, peer, failure, None, HTTPVersion(1, 1), true);
+    let discard = |mut stream: &TcpStream| {
+        let mut scratch = [0u8; 4096];
+        for _ in 0..16 {
+            if !matches!(stream.read(&mut scratch), Ok(n) if n > 0) {
+                break;
+            }
+        }
+    };
+    if stream.set_nonblocking(true).is_ok() {
+        discard(&stream);
+    }
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_write_timeout(Some(client::TURN_AWAY_TIME));
+    let body: &[u8] = answer.body.as_ref().map_or(&[], |body| (**body).as_ref());
+    let _ = stream.write_all(&answer.head).and_then(|()| stream.write_all(body));
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    if stream.set_nonblocking(true).is_ok() {
+        discard(&stream);
+    }
 }
 
 #[cfg(test)]

@@ -1,47 +1,40 @@
-use std::io::{self, Cursor, Read};
+//! A request read whole, handed out by `Server::recv()`, and answered with `respond`.
 
 use std::fmt;
+use std::io::{self, Cursor, Read};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 
-use crate::client::{Body, Head};
-use crate::response::Rendered;
-use crate::{HTTPVersion, Header, Method, Response};
+use crate::body::Body;
+use crate::client::refusal_answer;
+use crate::head::{Framing, Head};
+use crate::refusal::{Cause, Failure};
+use crate::response::{Answering, Rendered};
+use crate::{HTTPVersion, Header, Method, Response, Shared};
 
-/// Represents an HTTP request made by a client.
-///
-/// A `Request` object is what is produced by the server, and is what your code must analyse
-/// and answer. It implements `Send`, so requests can be dispatched to worker threads.
+/// An HTTP request made by a client.
 ///
 /// In this fork the whole body is read before the request is handed out (see
 /// `Limits::max_body_bytes`), and `respond` renders the response into memory for the
 /// connection's own thread to write: answering never blocks on the client. Requests of one
 /// connection are handed out one at a time, in order. A `Request` dropped without an answer
-/// is answered `500`.
+/// is answered 500 through the server's `Refusals` hook (`Cause::Unanswered`).
 pub struct Request {
-    // the body, already read in full
     body: Cursor<Vec<u8>>,
-
-    // true if the body was larger than allowed and was not read
     body_too_large: bool,
-
     // where the rendered response goes; `None` once the request has been answered
     responder: Option<Sender<Rendered>>,
-
-    remote_addr: Option<SocketAddr>,
-
+    remote_addr: SocketAddr,
     method: Method,
-
-    path: String,
-
+    target: String,
     http_version: HTTPVersion,
-
     headers: Vec<Header>,
-
-    body_length: Option<usize>,
-
+    framing: Framing,
     // false when the connection closes after this request
     keep_alive: bool,
+    shared: Arc<Shared>,
 }
 
 impl Request {
@@ -51,107 +44,109 @@ impl Request {
         remote_addr: SocketAddr,
         keep_alive: bool,
         responder: Sender<Rendered>,
+        shared: Arc<Shared>,
     ) -> Request {
         Request {
             body: Cursor::new(body.data),
             body_too_large: body.too_large,
             responder: Some(responder),
-            remote_addr: Some(remote_addr),
+            remote_addr,
             method: head.method,
-            path: head.target,
+            target: head.target,
             http_version: head.version,
             headers: head.headers,
-            body_length: body.declared,
+            framing: head.framing,
             keep_alive,
+            shared,
         }
     }
 
-    /// Returns true if the request was made through HTTPS. Always false in this fork.
-    #[inline]
-    pub fn secure(&self) -> bool {
-        false
-    }
-
-    /// Returns the method requested by the client (eg. `GET`, `POST`, etc.).
+    /// The request method (`GET`, `POST`, …).
     #[inline]
     pub fn method(&self) -> &Method {
         &self.method
     }
 
-    /// Returns the resource requested by the client.
+    /// The request target in origin form, `/path?query` (an absolute-form target,
+    /// `http://host/path?query`, is reduced to this; RFC 9112 §3.2.2). `*` for
+    /// `OPTIONS *`, `host:port` for `CONNECT`.
     #[inline]
     pub fn url(&self) -> &str {
-        &self.path
+        &self.target
     }
 
-    /// Returns a list of all headers sent by the client.
+    /// The request's header fields, in the order received.
     #[inline]
     pub fn headers(&self) -> &[Header] {
         &self.headers
     }
 
-    /// Returns the HTTP version of the request.
+    /// The request's HTTP version: 1.0 or 1.1 (a higher 1.x is read as 1.1).
     #[inline]
     pub fn http_version(&self) -> &HTTPVersion {
         &self.http_version
     }
 
-    /// Returns the length of the body in bytes, as the client declared it with
-    /// `Content-Length`; `None` for a chunked body or none at all.
+    /// How the client delimited the body. `Framing::None` means the request has no body
+    /// at all (RFC 9112 §6.3): a client that sent bytes after the head without
+    /// `Content-Length` or `Transfer-Encoding` will see them read as its next request.
+    #[inline]
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// The body's length as declared with `Content-Length`, in bytes; `None` for a chunked
+    /// body or none at all.
     #[inline]
     pub fn body_length(&self) -> Option<usize> {
-        self.body_length
+        match self.framing {
+            Framing::Length(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            Framing::None | Framing::Chunked => None,
+        }
     }
 
     /// True when the body was larger than `Limits::max_body_bytes`: it was not read, the
-    /// reader is empty, and the connection closes after the response.
+    /// reader is empty, and the connection closes in stages after the answer (RFC 9112
+    /// §9.6), so that a client still sending reads it.
     #[inline]
     pub fn body_too_large(&self) -> bool {
         self.body_too_large
     }
 
-    /// Returns the address of the client that sent this request.
+    /// The client's address.
     #[inline]
     pub fn remote_addr(&self) -> Option<&SocketAddr> {
-        self.remote_addr.as_ref()
+        Some(&self.remote_addr)
     }
 
-    /// Allows to read the body of the request (already in memory).
+    /// The body, already in memory.
     #[inline]
     pub fn as_reader(&mut self) -> &mut dyn Read {
         &mut self.body
     }
 
-    /// Sends a response to this request.
+    /// Answers this request.
     ///
     /// The response is rendered into memory and handed to the connection's thread, which
-    /// writes it; an error here means the connection is already gone. A body made with
-    /// `Response::from_shared` is not copied: the connection thread writes it as it is.
-    #[inline]
-    pub fn respond<R>(mut self, response: Response<R>) -> Result<(), io::Error>
-    where
-        R: Read,
-    {
-        self.respond_impl(response)
-    }
-
-    fn respond_impl<R>(&mut self, response: Response<R>) -> Result<(), io::Error>
-    where
-        R: Read,
-    {
-        let responder = match self.responder.take() {
-            Some(responder) => responder,
-            None => return Ok(()),
+    /// writes it; an error here means the connection is already gone. The body is not
+    /// copied: the connection thread writes it as it is.
+    pub fn respond(mut self, response: Response) -> Result<(), io::Error> {
+        let Some(responder) = self.responder.take() else {
+            return Ok(());
         };
-        let rendered = response.render(
-            self.http_version.clone(),
-            &self.headers,
-            self.method == Method::Head,
-            !self.keep_alive,
-        )?;
+        let rendered = response.render(self.answering());
         responder
             .send(rendered)
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "connection closed"))
+    }
+
+    fn answering(&self) -> Answering {
+        Answering {
+            version: self.http_version,
+            head_request: self.method == Method::Head,
+            // A server that has begun stopping says so rather than keep the connection.
+            close: !self.keep_alive || self.shared.closing.load(SeqCst),
+        }
     }
 }
 
@@ -159,17 +154,30 @@ impl fmt::Debug for Request {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> Result<(), fmt::Error> {
         write!(
             formatter,
-            "Request({} {} from {:?})",
-            self.method, self.path, self.remote_addr
+            "Request({} {} from {})",
+            self.method, self.target, self.remote_addr
         )
     }
 }
 
 impl Drop for Request {
     fn drop(&mut self) {
-        if self.responder.is_some() {
-            let response = Response::empty(500);
-            let _ = self.respond_impl(response); // ignoring any potential error
+        if let Some(responder) = self.responder.take() {
+            let failure = Failure::new(
+                500,
+                Cause::Unanswered,
+                "internal error: the request was not answered",
+            );
+            let answering = self.answering();
+            let rendered = refusal_answer(
+                &self.shared,
+                self.remote_addr,
+                failure,
+                Some((&self.method, &self.target)),
+                answering.version,
+                answering.close,
+            );
+            let _ = responder.send(rendered);
         }
     }
 }
@@ -180,10 +188,7 @@ mod tests {
 
     #[test]
     fn must_be_send() {
-        #![allow(dead_code)]
-        fn f<T: Send>(_: &T) {}
-        fn bar(rq: &Request) {
-            f(rq);
-        }
+        fn f<T: Send>() {}
+        f::<Request>();
     }
 }

@@ -56,15 +56,6 @@ where
         }
     }
 
-    /// Tries to pop an element without blocking.
-    pub fn try_pop(&self) -> Option<T> {
-        let mut queue = self.queue.lock().unwrap();
-        match queue.pop_front() {
-            Some(Control::Elem(value)) => Some(value),
-            Some(Control::Unblock) | None => None,
-        }
-    }
-
     /// Tries to pop an element without blocking
     /// more than the specified timeout duration
     /// or unblock() was issued

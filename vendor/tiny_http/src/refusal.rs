@@ -1,0 +1,90 @@
+//! The answers the connection layer gives on its own, without handing the request to
+//! `Server::recv()`: refusals of requests it cannot or will not read (400, 408, 414, 417, 431,
+//! 501, 503, 505) and the 500 for a request its user dropped unanswered. Each goes through the
+//! user's `Refusals` hook, which words the answer and can count and log it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::common::{Method, StatusCode};
+use crate::response::Response;
+
+/// Why the connection layer answered on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cause {
+    /// `Limits::max_connections` connections were already open: 503, answered on the
+    /// accept thread before anything is read, and the connection closed.
+    TooManyConnections,
+    /// The server has begun stopping (`Server::stop_accepting`): 503.
+    Stopping,
+    /// The request did not arrive whole within `Limits::idle_timeout` of its first byte: 408.
+    Timeout,
+    /// The request line or the head is over `Limits::max_head_bytes` (414, 431), or has more
+    /// than 100 header fields (431).
+    HeadTooLarge,
+    /// The request breaks HTTP/1.1's message syntax or framing (RFC 9112): 400.
+    Malformed,
+    /// A protocol version, transfer coding or expectation this server does not implement:
+    /// 505, 501 or 417.
+    Unsupported,
+    /// The client closed or reset the connection in the middle of a request: 400 (which it
+    /// will seldom read).
+    Interrupted,
+    /// The user dropped a `Request` without answering it: 500.
+    Unanswered,
+}
+
+/// One answer the connection layer gives on its own, as its `Refusals` hook sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Refusal<'a> {
+    /// The status answered: 400, 408, 414, 417, 431, 500, 501, 503 or 505.
+    pub status: StatusCode,
+    /// One sentence, lowercase, saying what was wrong, e.g. `"request head too large"`.
+    pub reason: &'a str,
+    /// Why, as data: tells a 503 over `max_connections` from a 503 while stopping.
+    pub cause: Cause,
+    /// The request's method, when its request line was read.
+    pub method: Option<&'a Method>,
+    /// The request target as received, when its request line was read.
+    pub target: Option<&'a str>,
+    /// The client.
+    pub peer: SocketAddr,
+    /// Connections being served at that moment (for `TooManyConnections`, the ones that
+    /// filled the limit; the refused one is not among them).
+    pub connections: usize,
+}
+
+/// Words the answer to a `Refusal`, and may count or log it. Called once per refusal, on the
+/// connection's thread (on the accept thread for `TooManyConnections`): it must be quick and
+/// must not block. The connection layer adds the framing (`Date`, `Content-Length`,
+/// `Connection: close`) and always closes the connection after the answer, except for 500
+/// `Unanswered`, which keeps it as the request asked.
+pub type Refusals = Arc<dyn Fn(&Refusal<'_>) -> Response + Send + Sync>;
+
+/// The hook used when the user gives none: `{"error":"<reason>"}` as JSON.
+pub(crate) fn default_refusals() -> Refusals {
+    Arc::new(|refusal: &Refusal<'_>| Response::json_error(refusal.status, refusal.reason))
+}
+
+/// A request the connection layer will not hand over, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Failure {
+    pub(crate) status: u16,
+    pub(crate) reason: &'static str,
+    pub(crate) cause: Cause,
+}
+
+impl Failure {
+    pub(crate) const fn new(status: u16, cause: Cause, reason: &'static str) -> Failure {
+        Failure {
+            status,
+            reason,
+            cause,
+        }
+    }
+}
+
+/// `Err(Failure)` for a malformed request (400).
+pub(crate) fn malformed<T>(reason: &'static str) -> Result<T, Failure> {
+    Err(Failure::new(400, Cause::Malformed, reason))
+}

@@ -1,0 +1,185 @@
+//! The connection layer's own answers and its closing in stages, with short `Limits` so that
+//! timeouts take a fraction of a second: each refusal reaches the `Refusals` hook with its
+//! cause and is framed like every answer (`Date`, `Content-Length`, `Connection`).
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tiny_http::{Cause, Limits, Refusal, Refusals, Response, Server};
+
+/// What the hook saw: status, cause, method and target.
+type Seen = Arc<Mutex<Vec<(u16, Cause, Option<String>, Option<String>)>>>;
+
+/// A server on a loopback port with `limits`, answering `GET /drop` by dropping the request
+/// and anything else with 200 "ok"; its hook records each refusal.
+fn start(limits: Limits) -> (Arc<Server>, SocketAddr, Seen) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let seen: Seen = Arc::default();
+    let record = Arc::clone(&seen);
+    let refusals: Refusals = Arc::new(move |r: &Refusal<'_>| {
+        record.lock().unwrap().push((
+            r.status.0,
+            r.cause,
+            r.method.map(|m| m.to_string()),
+            r.target.map(str::to_owned),
+        ));
+        Response::json_error(r.status, r.reason)
+    });
+    let server = Arc::new(Server::from_listener_with(listener, limits, refusals).unwrap());
+    let addr = server.server_addr();
+    let worker = Arc::clone(&server);
+    thread::spawn(move || {
+        while let Ok(request) = worker.recv() {
+            if request.url() == "/drop" {
+                drop(request);
+            } else {
+                let _ = request.respond(Response::from_string("ok"));
+            }
+        }
+    });
+    (server, addr, seen)
+}
+
+fn short_limits() -> Limits {
+    Limits {
+        idle_timeout: Duration::from_millis(300),
+        linger_time: Duration::from_millis(500),
+        linger_bytes: 256 * 1024,
+        ..Limits::default()
+    }
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+}
+
+/// Reads until the server closes; the text read.
+fn read_all(stream: &mut TcpStream) -> String {
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+fn has_date(text: &str) -> bool {
+    text.split("\r\n")
+        .any(|l| l.starts_with("Date: ") && l.ends_with(" GMT"))
+}
+
+#[test]
+fn a_request_not_whole_within_the_idle_timeout_is_408_through_the_hook() {
+    let (_server, addr, seen) = start(short_limits());
+    let mut stream = connect(addr);
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n").unwrap();
+    let started = Instant::now();
+    let text = read_all(&mut stream);
+    assert!(text.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{text}");
+    assert!(has_date(&text), "{text}");
+    assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
+    assert!(text.ends_with(r#"{"error":"request not received in time"}"#), "{text}");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        &[(408, Cause::Timeout, None, None)]
+    );
+}
+
+#[test]
+fn a_dropped_request_is_500_through_the_hook_and_the_connection_persists() {
+    let (_server, addr, seen) = start(short_limits());
+    let mut stream = connect(addr);
+    stream
+        .write_all(b"GET /drop HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let text = read_all(&mut stream);
+    assert!(text.starts_with("HTTP/1.1 500 Internal Server Error\r\n"), "{text}");
+    assert!(text.contains("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert_eq!(text.matches("Date: ").count(), 2, "{text}");
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        &[(
+            500,
+            Cause::Unanswered,
+            Some("GET".to_owned()),
+            Some("/drop".to_owned())
+        )]
+    );
+}
+
+#[test]
+fn a_connection_over_the_limit_is_503_through_the_hook() {
+    let (_server, addr, seen) = start(Limits {
+        max_connections: 1,
+        ..short_limits()
+    });
+    // The first connection holds the only slot while it sends a request slowly.
+    let mut held = connect(addr);
+    held.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let mut stream = connect(addr);
+        let _ = stream.write_all(b"GET / HTTP/1.1\r\n\r\n");
+        let text = read_all(&mut stream);
+        if text.starts_with("HTTP/1.1 503") || Instant::now() > deadline {
+            break text;
+        }
+    };
+    assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{text}");
+    assert!(has_date(&text), "{text}");
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.contains(&(503, Cause::TooManyConnections, None, None)),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn a_client_that_never_stops_sending_is_closed_after_linger_time() {
+    let limits = Limits {
+        max_body_bytes: 1024,
+        ..short_limits()
+    };
+    let linger_time = limits.linger_time;
+    let (_server, addr, _seen) = start(limits);
+    let mut stream = connect(addr);
+    stream
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut reader = stream.try_clone().unwrap();
+    // Declares a body far over the limit, then sends without end.
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nContent-Length: 1000000000000\r\n\r\n")
+        .unwrap();
+    let sender = thread::spawn(move || {
+        let chunk = [b' '; 16 * 1024];
+        let mut sent = 0usize;
+        let started = Instant::now();
+        while stream.write_all(&chunk).is_ok() {
+            sent += chunk.len();
+            if started.elapsed() > Duration::from_secs(10) {
+                break;
+            }
+        }
+        (sent, started.elapsed())
+    });
+    // The answer comes at once, and the server closes its sending side after it.
+    let mut answer = Vec::new();
+    reader.read_to_end(&mut answer).unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
+    // Then it reads and discards, and closes for good once linger_time has passed.
+    let (sent, took) = sender.join().unwrap();
+    assert!(
+        took >= linger_time.mul_f32(0.8) && took < linger_time * 4,
+        "the client could send for {took:?} ({sent} bytes)"
+    );
+    let _ = reader.shutdown(Shutdown::Both);
+}
