@@ -29,7 +29,10 @@ pub struct Snapshot {
     /// Every entry, oldest first, as the file holds them; made on first use.
     file: OnceLock<Vec<u8>>,
     /// The vouched entries, oldest first, as `GET /nodes/` answers them; made on first use.
-    listed: OnceLock<(Vec<Node>, Vec<u8>)>,
+    listed: OnceLock<Vec<Node>>,
+    /// `listed` as JSON, made on first use: apart, because the rounds and every sampled
+    /// answer count the vouched nodes, and only a whole-list answer needs their JSON.
+    listed_json: OnceLock<Vec<u8>>,
 }
 
 impl Snapshot {
@@ -39,6 +42,7 @@ impl Snapshot {
             table,
             file: OnceLock::new(),
             listed: OnceLock::new(),
+            listed_json: OnceLock::new(),
         }
     }
 
@@ -51,27 +55,23 @@ impl Snapshot {
         })
     }
 
-    fn listed(&self) -> &(Vec<Node>, Vec<u8>) {
+    /// The vouched nodes, oldest first: what `GET /nodes/` lists.
+    pub fn known(&self) -> &[Node] {
         self.listed.get_or_init(|| {
-            let nodes: Vec<Node> = self
-                .table
+            self.table
                 .iter()
                 .filter(|e| vouched(e))
                 .map(|e| e.node().clone())
-                .collect();
-            let json = serde_json::to_vec(&nodes).unwrap_or_else(|_| b"[]".to_vec());
-            (nodes, json)
+                .collect()
         })
-    }
-
-    /// The vouched nodes, oldest first: what `GET /nodes/` lists.
-    pub fn known(&self) -> &[Node] {
-        &self.listed().0
     }
 
     /// `known()` as a JSON array, serialized once per snapshot.
     pub fn known_json(&self) -> &[u8] {
-        &self.listed().1
+        self.listed_json.get_or_init(|| {
+            // Serializing our own types to memory cannot fail.
+            serde_json::to_vec(self.known()).unwrap_or_else(|_| b"[]".to_vec())
+        })
     }
 
     /// Every node in the table, vouched or not, oldest first: what the rounds check.
