@@ -11,12 +11,13 @@ use std::time::Duration;
 use seedmesh::sim::{Attack, Config, Simulation, figures};
 use support::{BlackHole, TempDir, dns, nodes_file_of, wait_until};
 
-/// A small network: 200 nodes, 2 seeds, 15 rounds, 3% churn, a one-host attacker from
-/// round 1, and 10% of the departures leaving black holes. (The test runs in debug, where
-/// the whole thing must take seconds.)
+/// A small network: 200 nodes, 2 seeds whose tables are full (150 entries: every newcomer
+/// evicts someone), 15 rounds, 3% churn, a one-host attacker from round 1, and 10% of the
+/// departures leaving black holes. (The test runs in debug, where it must take seconds.)
 fn small(seed: u64) -> Config {
     Config {
         nodes: 200,
+        seed_max_nodes: 150,
         seeds: 2,
         rounds: 15,
         churn: 0.03,
@@ -65,6 +66,7 @@ fn the_network_converges_forgets_dead_nodes_and_bounds_each_nodes_work() {
         nodes: 300,
         rounds: 20,
         attack: Attack::None,
+        seed_max_nodes: 10_000,
         ..small(3)
     });
     let summary = sim.summary();
