@@ -436,12 +436,22 @@ fn parse_query(query: Option<&str>, takes_limit: bool) -> Result<Option<usize>, 
 /// The `GET /nodes/` answer: every vouched node, oldest first (shared, not copied), when at
 /// most `most` are known; otherwise a random sample of `most`, diverse across address groups
 /// (SPEC §11).
+///
+/// Counting the vouched nodes would list them all, once per snapshot: at a seed, whose table
+/// changes at every registration, that is the whole table again for every answer. A sample
+/// of one more than `most` tells whether there are more, for the price of the sample; its
+/// first `most` are the answer, as diverse as any prefix of a sample.
 fn listing(snapshot: &Arc<Snapshot>, most: usize, rng: &mut fastrand::Rng) -> Response {
-    if snapshot.known().len() <= most {
-        return Response::list(Arc::clone(snapshot));
+    if snapshot.table.len() > most {
+        let mut sample = snapshot
+            .table
+            .sample_where(most.saturating_add(1), rng, vouched);
+        if sample.len() > most {
+            sample.truncate(most);
+            return Response::sample(sample.into_iter().cloned().collect());
+        }
     }
-    let sample = snapshot.table.sample_where(most, rng, vouched);
-    Response::sample(sample.into_iter().cloned().collect())
+    Response::list(Arc::clone(snapshot))
 }
 
 fn parse_node(body: &[u8]) -> Result<Node, Response> {
