@@ -19,8 +19,8 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 
 use crate::config::AppSettings;
-use crate::nodes::Host;
 use crate::logging::{Throttle, rfc3339, with_count};
+use crate::nodes::Host;
 use crate::update::Presence;
 
 /// The pseudonym this hop gives itself in `Via` (RFC 9110 §7.6.3).
