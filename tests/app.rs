@@ -33,7 +33,8 @@ impl Got {
 
 /// A chain application on a loopback port: `GET /blocks/<n>` answers block `n` (404 for
 /// anything that is not a number), `GET /health` 200 or 503 as `healthy` says, `/echo` 200
-/// with hop-by-hop fields of its own in the answer, `/big` 2 KiB. Keeps connections alive as
+/// with hop-by-hop fields of its own in the answer, `/big` 2 KiB; `/flaky/…` closes the
+/// connection without an answer the first time it is asked. Keeps connections alive as
 /// HTTP/1.1 servers do, and records every request it gets.
 struct App {
     addr: SocketAddr,
@@ -115,7 +116,15 @@ fn serve(stream: TcpStream, record: &Mutex<Vec<Got>>, healthy: &AtomicBool) {
             headers,
             body,
         };
-        record.lock().unwrap().push(got);
+        let first = {
+            let mut record = record.lock().unwrap();
+            record.push(got);
+            record.iter().filter(|g| g.target == target).count() == 1
+        };
+        if target.starts_with("/flaky/") && first {
+            // Closes the connection without an answer, the first time only.
+            return;
+        }
         let (status, extra, body) = answer(&method, &target, healthy);
         let head = format!(
             "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{extra}\r\n",
@@ -319,6 +328,27 @@ fn an_application_that_is_down_or_garbled_is_502() {
         node_small.get("/blocks/1").status,
         200,
         "a small one is relayed"
+    );
+}
+
+#[test]
+fn only_an_idempotent_request_is_sent_again_when_the_connection_closes_unanswered() {
+    let dir = TempDir::new("app-retry");
+    let app = App::start();
+    let n = node(&dir.join("n"), &["--app", &app.url()]);
+    let answer = n.get("/flaky/get");
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(app.got_for("/flaky/get").len(), 2, "sent once more");
+    let answer = n.post("/flaky/post", "{}");
+    assert_eq!(answer.status, 502, "{answer:?}");
+    assert_eq!(
+        answer.error(),
+        "the application closed the connection without a whole answer"
+    );
+    assert_eq!(
+        app.got_for("/flaky/post").len(),
+        1,
+        "a POST is never sent twice"
     );
 }
 
