@@ -205,6 +205,15 @@ impl Label {
         let path = target.split_once('?').map_or(target, |(path, _)| path);
         Route::parse(path).map_or(Label::Other, Route::label)
     }
+
+    /// The label of a request target for a process that forwards the paths that are not the
+    /// API's to a chain application when `with_app` (SPEC §13): `App` for those.
+    pub fn of_target(target: &str, with_app: bool) -> Label {
+        match with_app && is_app_target(target) {
+            true => Label::App,
+            false => Label::of(target),
+        }
+    }
 }
 
 /// The routes, with the methods each allows.

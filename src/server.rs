@@ -76,7 +76,8 @@ impl Server {
             what: "the HTTP server",
             source,
         };
-        let refusals = refusals(Arc::clone(&api.stats), api.config.network.clone());
+        let with_app = app_body_limit.is_some();
+        let refusals = refusals(Arc::clone(&api.stats), api.config.network.clone(), with_app);
         let http = Arc::new(
             tiny_http::Server::from_listener_with(listener, limits, refusals)
                 .map_err(start_error)?,
@@ -173,7 +174,7 @@ fn serve(mut request: tiny_http::Request, api: &Api, load: Load) {
     let (decision, report) = match decision {
         Ok(decided) => decided,
         Err(_) => {
-            let label = Label::of(request.url());
+            let label = Label::of_target(request.url(), api.app.is_some());
             let response = Response::error(500, "internal error; nothing was changed");
             return send(request, label, response, &stats, &api.config.network);
         }
@@ -311,14 +312,16 @@ fn note_defences(stats: &Stats, outcome: &Outcome) {
 /// The answers tiny_http's connection layer gives on its own (a malformed or too slow
 /// request, too many connections, …): worded as the API's errors, with the same headers, and
 /// counted in `http_requests_total` like them (under route `other` when the path is unknown
-/// or was never read).
-fn refusals(stats: Arc<Stats>, network: Option<String>) -> tiny_http::Refusals {
+/// or was never read, `app` when it is the application's).
+fn refusals(stats: Arc<Stats>, network: Option<String>, with_app: bool) -> tiny_http::Refusals {
     Arc::new(move |refusal: &tiny_http::Refusal<'_>| {
         if refusal.cause == tiny_http::Cause::TooManyConnections {
             stats.warn(Warning::TooManyConnections, 1, Instant::now());
         }
         stats.requests.count(
-            refusal.target.map_or(Label::Other, Label::of),
+            refusal
+                .target
+                .map_or(Label::Other, |target| Label::of_target(target, with_app)),
             refusal.method.map_or("other", tiny_http::Method::as_str),
             refusal.status.0,
         );

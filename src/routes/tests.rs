@@ -920,3 +920,12 @@ fn the_body_limit_is_decided_by_path() {
     assert_eq!(body_limit("/blocks/0", Some(1000)), 1000);
     assert_eq!(body_limit("/nodes/", Some(1000)), MAX_BODY_BYTES);
 }
+
+#[test]
+fn the_applications_paths_are_labelled_app_only_with_an_application() {
+    assert_eq!(Label::of_target("/blocks/0", true), Label::App);
+    assert_eq!(Label::of_target("/blocks/0", false), Label::Other);
+    assert_eq!(Label::of_target("/nodes/?limit=2", true), Label::Nodes);
+    assert_eq!(Label::of_target("/nodes/x", true), Label::Other);
+    assert_eq!(Label::of_target("*", true), Label::Other);
+}
