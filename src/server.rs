@@ -233,6 +233,7 @@ fn forward_to_app(
             caller: request
                 .remote_addr()
                 .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip()),
+            version: &request.http_version().to_string(),
         })
     }));
     let response = match forwarded {

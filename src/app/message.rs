@@ -5,8 +5,9 @@
 
 use std::net::IpAddr;
 
-/// The pseudonym this hop gives itself in `Via` (RFC 9110 §7.6.3).
-pub const VIA: &str = "1.1 seedmesh";
+/// The pseudonym this hop gives itself in `Via` (RFC 9110 §7.6.3), after the version of the
+/// request it received: `1.1 seedmesh`.
+pub const VIA: &str = "seedmesh";
 
 /// Hop-by-hop header fields (RFC 9110 §7.6.1), never forwarded either way, and the ones a hop
 /// writes afresh: `Host` (the application's), the framing (`Content-Length`; RFC 9112 §6) and
@@ -37,6 +38,8 @@ pub struct Incoming<'a> {
     pub body: Option<&'a [u8]>,
     /// The caller's TCP source address.
     pub caller: IpAddr,
+    /// The HTTP version the request came in, `1.1` or `1.0`, for `Via`.
+    pub version: &'a str,
 }
 
 /// The request to send to the application.
@@ -131,7 +134,13 @@ pub fn outbound<'a>(base: &str, incoming: &Incoming<'a>) -> Outbound<'a> {
             "Forwarded".to_owned(),
             append(joined(fields, "forwarded"), &element),
         ),
-        ("Via".to_owned(), append(joined(fields, "via"), VIA)),
+        (
+            "Via".to_owned(),
+            append(
+                joined(fields, "via"),
+                &format!("{} {VIA}", incoming.version),
+            ),
+        ),
     ]);
     Outbound {
         method: incoming.method,
@@ -191,6 +200,7 @@ mod tests {
             headers,
             body: Some(b"{}"),
             caller: CALLER,
+            version: "1.1",
         }
     }
 
@@ -258,6 +268,7 @@ mod tests {
         ];
         let mut from_v6 = incoming(&sent);
         from_v6.caller = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        from_v6.version = "1.0";
         let out = outbound("http://a:1", &from_v6);
         assert_eq!(
             value(&out.headers, "x-forwarded-for"),
@@ -267,7 +278,7 @@ mod tests {
             value(&out.headers, "forwarded"),
             Some(r#"for=127.1.1.1, for="[::1]";proto=http"#)
         );
-        assert_eq!(value(&out.headers, "via"), Some("1.0 fred, 1.1 seedmesh"));
+        assert_eq!(value(&out.headers, "via"), Some("1.0 fred, 1.0 seedmesh"));
         let count = |name: &str| {
             out.headers
                 .iter()
