@@ -10,13 +10,11 @@
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::AppSettings;
 use crate::logging::{Throttle, rfc3339, with_count};
-use crate::nodes::Host;
 use crate::update::Presence;
 
 mod health;
@@ -108,37 +106,6 @@ impl fmt::Display for AppError {
 
 impl std::error::Error for AppError {}
 
-/// Where the application is: its address itself when `--app` names an IP, so that no request
-/// resolves anything; a name is resolved for each new connection by ureq's default resolver.
-///
-/// ureq's default resolver, given a timeout (we give every call one), starts a thread for each
-/// request to resolve even an IP literal, before it looks for a pooled connection: a thread
-/// per forwarded request, and a millisecond or more of latency on a loaded machine.
-#[derive(Debug, Default)]
-struct AppAddress {
-    addr: Option<SocketAddr>,
-    names: ureq::unversioned::resolver::DefaultResolver,
-}
-
-impl ureq::unversioned::resolver::Resolver for AppAddress {
-    fn resolve(
-        &self,
-        uri: &ureq::http::Uri,
-        config: &ureq::config::Config,
-        timeout: ureq::unversioned::transport::NextTimeout,
-    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
-        // The agent reaches the application alone, so the address is the URL's.
-        match self.addr {
-            Some(addr) => {
-                let mut resolved = self.empty();
-                resolved.push(addr);
-                Ok(resolved)
-            }
-            None => self.names.resolve(uri, config, timeout),
-        }
-    }
-}
-
 /// The chain application: the HTTP client that reaches it and what its checks found.
 pub struct App {
     settings: AppSettings,
@@ -174,17 +141,10 @@ impl App {
             .max_idle_connections_per_host(workers.max(1))
             .max_idle_age(IDLE_CONNECTION_AGE)
             .build();
-        let address = AppAddress {
-            addr: match settings.host {
-                Host::Ip(ip) => Some(SocketAddr::new(ip, settings.port)),
-                Host::Name(_) => None,
-            },
-            ..AppAddress::default()
-        };
-        let connector = ureq::unversioned::transport::DefaultConnector::default();
         App {
             settings: settings.clone(),
-            agent: ureq::Agent::with_parts(config, connector, address),
+            // An IP `--app` is reached without a resolver thread per request.
+            agent: crate::peers::agent(config),
             health: Mutex::new(Health::default()),
             failures: Throttle::new(log_interval),
         }
