@@ -18,6 +18,45 @@ use crate::nodes::{Host, Node};
 use crate::policy::LocalRule;
 use crate::transport::{PeerError, PeerList, Transport};
 
+/// Resolves an IP-literal URL to its address without a thread, and a name with ureq's
+/// default resolver. ureq's default resolver, given a timeout (every call of ours has one),
+/// starts a thread for each request to resolve even an IP literal; our peer requests are
+/// always to IP literals (names are resolved and checked in `Peers::target`), and so is the
+/// application when `--app` names an IP.
+#[derive(Debug, Default)]
+pub struct LiteralResolver {
+    names: ureq::unversioned::resolver::DefaultResolver,
+}
+
+impl ureq::unversioned::resolver::Resolver for LiteralResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let host = uri.host().unwrap_or_default();
+        let literal = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        match literal.parse::<IpAddr>() {
+            Ok(ip) => {
+                let mut resolved = self.empty();
+                resolved.push(SocketAddr::new(ip, uri.port_u16().unwrap_or(80)));
+                Ok(resolved)
+            }
+            Err(_) => self.names.resolve(uri, config, timeout),
+        }
+    }
+}
+
+/// An agent of `config` that resolves IP literals without a thread (see `LiteralResolver`).
+pub fn agent(config: ureq::config::Config) -> ureq::Agent {
+    let connector = ureq::unversioned::transport::DefaultConnector::default();
+    ureq::Agent::with_parts(config, connector, LiteralResolver::default())
+}
+
 /// The header that keeps networks apart (SPEC §11).
 pub const NETWORK_HEADER: &str = "Seedmesh-Network";
 
@@ -87,7 +126,7 @@ impl Peers {
             .user_agent(concat!("seedmesh/", env!("CARGO_PKG_VERSION")))
             .build();
         Peers {
-            agent: config.into(),
+            agent: agent(config),
             threads,
             timeout,
             policy,

@@ -171,6 +171,7 @@ impl Simulation {
             verify_source: false,
             admin_token: None,
             network: None,
+            app_body_limit: None,
         };
         let seeds: Vec<Node> = (0..config.seeds)
             .map(|s| Node {
@@ -320,8 +321,9 @@ impl Simulation {
                 let committed = proc.store.apply(&change);
                 answer.finish(Ok(committed), &mut rng)
             }
-            // Nobody in the simulation asks for /status or /metrics.
-            Reply::Report(_) => Response::empty(200),
+            // Nobody in the simulation asks for /status or /metrics, and no simulated node
+            // has an application behind it.
+            Reply::Report(_) | Reply::Forward(_) => Response::empty(200),
         }
     }
 
