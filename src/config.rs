@@ -129,6 +129,9 @@ pub struct AppSettings {
     /// `--app_timeout`: time the application has to answer (default 10 s).
     #[serde(rename = "timeout_seconds", serialize_with = "seconds")]
     pub timeout: Duration,
+    /// `--app_workers`: threads that forward to the application, apart from the API's
+    /// `--workers`, so that a slow application never stalls the node's own API (default 8).
+    pub workers: usize,
 }
 
 /// `--allow_local`: whether loopback and link-local addresses are accepted as nodes (SPEC §11).

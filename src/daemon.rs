@@ -78,7 +78,7 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
             )));
         }
     }
-    let app = app_settings.map(|app| Arc::new(App::new(app, settings.workers, settings.upd_int)));
+    let app = app_settings.map(|app| Arc::new(App::new(app, app.workers, settings.upd_int)));
 
     let api = Arc::new(Api {
         config: ApiConfig {
@@ -110,6 +110,7 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
         &ServerOptions {
             workers: settings.workers,
             max_connections: settings.max_conns,
+            app_workers: app_settings.map_or(0, |app| app.workers),
         },
     )?;
     // Tests and scripts wait for this line: it comes once connections are accepted.

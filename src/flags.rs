@@ -343,6 +343,11 @@ pub const FLAGS: &[Flag] = &[
     })
     .node_only(Use::Default("10"))
     .help("seconds the application has to answer"),
+    Flag::value("--app_workers", "N", |d, v| {
+        set(&mut d.app.workers, int(v, 1, 4096)?)
+    })
+    .node_only(Use::Default("8"))
+    .help("threads forwarding to the application, apart from --workers; beyond them 503"),
     Flag::value("--admin_token", "TOKEN", |d, v| {
         set(&mut d.token, Some(v.to_owned()))
     })

@@ -75,6 +75,7 @@ impl Draft {
                 body_limit: 0,
                 answer_limit: 0,
                 timeout: Duration::ZERO,
+                workers: 0,
             },
             token: None,
             token_file: None,

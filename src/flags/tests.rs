@@ -48,7 +48,8 @@ fn sample(long: &str) -> Option<&'static str> {
         "--advertise" => "seed.example.org",
         "--timeout" => "0.5",
         "--fail_limit" | "--reg_burst" => "2",
-        "--max_nodes" | "--list_limit" | "--check_threads" | "--workers" | "--max_conns" => "7",
+        "--max_nodes" | "--list_limit" | "--check_threads" | "--workers" | "--max_conns"
+        | "--app_workers" => "7",
         "--allow_local" => "yes",
         "--reg_rate" => "0.5",
         "--network" => "test-net_1.0",
@@ -66,9 +67,8 @@ fn sample(long: &str) -> Option<&'static str> {
 /// Flags that need another flag to be accepted.
 fn companions(long: &str) -> &'static [&'static str] {
     match long {
-        "--app_health" | "--app_body_limit" | "--app_answer_limit" | "--app_timeout" => {
-            &["--app", "http://127.0.0.1:1"]
-        }
+        "--app_health" | "--app_body_limit" | "--app_answer_limit" | "--app_timeout"
+        | "--app_workers" => &["--app", "http://127.0.0.1:1"],
         _ => &[],
     }
 }
