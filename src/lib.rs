@@ -10,6 +10,10 @@
 pub mod address;
 pub mod config;
 pub mod daemon;
+pub mod dnscache;
+pub mod dnsnodes;
+pub mod dnsseed;
+pub mod dnszone;
 pub mod error;
 pub mod flags;
 pub mod logging;
@@ -19,6 +23,7 @@ pub mod peers;
 pub mod policy;
 pub mod pyjson;
 pub mod report;
+pub mod resolve;
 pub mod response;
 pub mod routes;
 pub mod server;
