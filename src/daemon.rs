@@ -13,6 +13,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::config::{NODE_PORTS, Settings};
+use crate::dnsserver::{self, NodeSource};
 use crate::error::Error;
 use crate::logging::count;
 use crate::membership::Rules;
@@ -84,6 +85,15 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
             DEFAULT_MAX_SOURCES,
         )),
     });
+    // DNS seeding (SPEC §12): bound before `listening on`, so that a bad address stops the start.
+    let seed_dns = match &settings.seed_dns {
+        Some(seed) => {
+            let store = Arc::clone(&store);
+            let nodes: NodeSource = Arc::new(move || store.snapshot());
+            Some(dnsserver::start_for(seed, nodes, &stats)?)
+        }
+        None => None,
+    };
     let server = Server::start(
         listener,
         api,
@@ -95,6 +105,10 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
     // Tests and scripts wait for this line: it comes once connections are accepted.
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "listening on {}", server.addr()).and_then(|_| stdout.flush());
+    if let Some(dns) = &seed_dns {
+        let _ = writeln!(stdout, "dns seeding on {}", dns.addr()).and_then(|_| stdout.flush());
+        log::info!("dns seeding on {} (UDP and TCP)", dns.addr());
+    }
     drop(stdout);
     log::info!(
         "{} {} listening on {}{}; directory {}, file {}, {}",
@@ -155,6 +169,9 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
     // Wake the update thread; it ends at once if asleep, or after its current step.
     drop(stop);
     server.shutdown(deadline);
+    if let Some(dns) = seed_dns {
+        dns.shutdown(deadline);
+    }
     // A round in progress may wait on a peer for up to --timeout: give it a moment to end,
     // no more. Nothing it does is owed to anyone, and the file is whole at any instant.
     let grace = UPDATE_GRACE.min(deadline.saturating_duration_since(Instant::now()));

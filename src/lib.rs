@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod dnscache;
 pub mod dnsnodes;
 pub mod dnsseed;
+pub mod dnsserver;
 pub mod dnszone;
 pub mod error;
 pub mod flags;

@@ -176,6 +176,8 @@ pub struct Stats {
     pub learned: AtomicU64,
     pub requests: RequestCounts,
     pub defences: Defences,
+    /// DNS seeding (SPEC §12): messages by query type and response code.
+    pub dns: crate::dnsserver::DnsCounts,
     /// One line per cause per interval for the warnings that repeat.
     pub warnings: Throttle<Warning>,
 }
@@ -195,6 +197,7 @@ impl Default for Stats {
             learned: AtomicU64::new(0),
             requests: RequestCounts::default(),
             defences: Defences::default(),
+            dns: crate::dnsserver::DnsCounts::default(),
             warnings: Throttle::new(Duration::from_secs(60)),
         }
     }
