@@ -128,6 +128,7 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
             me: me.clone(),
             seeds: node.seeds.clone(),
             kn_limit: node.kn_limit,
+            seed_domains: node.seed_domains.clone(),
         }),
         _ => Role::Dns,
     };
@@ -146,7 +147,8 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
                     .map(|node| node.seeds.clone())
                     .unwrap_or_default(),
             },
-        ),
+        )
+        .with_resolver(settings.node.as_ref().and_then(|node| node.resolver)),
         clock: SystemClock,
         role,
         rng: Mutex::new(fastrand::Rng::new()),
