@@ -310,6 +310,12 @@ pub fn metrics(facts: &Facts<'_>) -> String {
         read(&defences.evicted),
     );
     out.single(
+        "connections_refused_total",
+        "counter",
+        "Connections refused with 503 because --max_conns connections were open.",
+        read(&defences.too_many_connections),
+    );
+    out.single(
         "refused_local_total",
         "counter",
         "Nodes refused by the local-address rule (--allow_local, --public_only).",

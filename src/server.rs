@@ -233,6 +233,9 @@ fn note_defences(stats: &Stats, outcome: &Outcome) {
 /// or was never read).
 fn refusals(stats: Arc<Stats>, network: Option<String>) -> tiny_http::Refusals {
     Arc::new(move |refusal: &tiny_http::Refusal<'_>| {
+        if refusal.cause == tiny_http::Cause::TooManyConnections {
+            stats.warn(Warning::TooManyConnections, 1, Instant::now());
+        }
         stats.requests.count(
             refusal.target.map_or(Label::Other, Label::of),
             refusal.method.map_or("other", tiny_http::Method::as_str),

@@ -123,6 +123,8 @@ pub enum Warning {
     Evicted,
     /// Nodes refused by the local-address rule.
     RefusedLocal,
+    /// A connection refused with 503: `--max_conns` connections were already open.
+    TooManyConnections,
 }
 
 impl Warning {
@@ -141,6 +143,9 @@ impl Warning {
             Warning::RefusedLocal => {
                 "a local or non-public address was refused (--allow_local, --public_only)"
             }
+            Warning::TooManyConnections => {
+                "a connection was refused with 503: --max_conns connections were open"
+            }
         }
     }
 }
@@ -156,6 +161,8 @@ pub struct Defences {
     pub evicted: AtomicU64,
     /// Nodes refused by the local-address rule (registered, added or learned).
     pub refused_local: AtomicU64,
+    /// Connections refused with 503 over `--max_conns`.
+    pub too_many_connections: AtomicU64,
 }
 
 /// Running totals since start.
@@ -222,6 +229,7 @@ impl Stats {
             Warning::RateLimited => &self.defences.rate_limited,
             Warning::Evicted => &self.defences.evicted,
             Warning::RefusedLocal => &self.defences.refused_local,
+            Warning::TooManyConnections => &self.defences.too_many_connections,
         };
         counter.fetch_add(n as u64, Ordering::Relaxed);
         for _ in 0..n {

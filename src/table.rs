@@ -14,7 +14,6 @@
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
 use crate::nodes::{Group, Host, Node};
@@ -338,87 +337,6 @@ impl Table {
         Some(entry)
     }
 
-    /// One node chosen diversely: a group uniformly at random, then an entry of it uniformly
-    /// at random. `None` when empty.
-    pub fn random(&self, rng: &mut fastrand::Rng) -> Option<&Node> {
-        let group = *self
-            .live_groups
-            .get(rng.usize(..self.live_groups.len().max(1)))?;
-        let members = &self.groups[group as usize].members;
-        Some(&self.at(members[rng.usize(..members.len())]).node)
-    }
-
-    /// Like [`Table::random`], among the entries `keep` accepts: a random group that has one,
-    /// then a random entry of it that `keep` accepts.
-    pub fn random_where(
-        &self,
-        rng: &mut fastrand::Rng,
-        keep: impl FnMut(&Entry) -> bool,
-    ) -> Option<&Node> {
-        self.sample_where(1, rng, keep).pop()
-    }
-
-    /// A random sample of at most `k` distinct nodes, diverse across address groups (SPEC
-    /// §11): rounds over the groups in a fresh random order each, one entry (uniformly
-    /// random among those not yet taken) per group per round, so no group gives a second
-    /// entry before every group gives one. With G groups, a group gives at most ⌈k/G⌉ of
-    /// the k nodes unless other groups run out of entries first. The order of the answer
-    /// is the order of drawing, so any prefix of it is diverse too.
-    pub fn sample(&self, k: usize, rng: &mut fastrand::Rng) -> Vec<&Node> {
-        self.sample_where(k, rng, |_| true)
-    }
-
-    /// Like [`Table::sample`], among the entries `keep` accepts (e.g. `Entry::vouched`, or
-    /// IP literals on one port whose last check succeeded); groups without such entries do
-    /// not count.
-    pub fn sample_where(
-        &self,
-        k: usize,
-        rng: &mut fastrand::Rng,
-        mut keep: impl FnMut(&Entry) -> bool,
-    ) -> Vec<&Node> {
-        let mut out = Vec::with_capacity(k.min(self.len()));
-        // Each group with how many of its members were drawn so far; the draws of a group
-        // are a lazy Fisher–Yates shuffle of its member list, whose swaps live in `swaps`.
-        let mut active: Vec<(u32, u32)> = Vec::new();
-        if k > 0 {
-            active.extend(self.live_groups.iter().map(|&g| (g, 0)));
-        }
-        let mut swaps = Swaps::default();
-        while out.len() < k && !active.is_empty() {
-            // A round: the groups in a random order, shuffled as far as the round gets
-            // (Fisher–Yates one step at a time), so a small k costs little with many groups.
-            let mut i = 0;
-            while i < active.len() && out.len() < k {
-                let pick = rng.usize(i..active.len());
-                active.swap(i, pick);
-                let (group, drawn) = &mut active[i];
-                let members = &self.groups[*group as usize].members;
-                let mut found = None;
-                while (*drawn as usize) < members.len() {
-                    let slot = draw(members, *group, *drawn, &mut swaps, rng);
-                    *drawn += 1;
-                    let entry = self.at(slot);
-                    if keep(entry) {
-                        found = Some(&entry.node);
-                        break;
-                    }
-                }
-                match found {
-                    Some(node) => {
-                        out.push(node);
-                        i += 1;
-                    }
-                    // Exhausted: the next step draws among the rest again.
-                    None => {
-                        active.swap_remove(i);
-                    }
-                }
-            }
-        }
-        out
-    }
-
     fn slot_of(&self, node: &Node) -> Option<u32> {
         let host = *self.hosts.get(&node.host)?;
         self.index.get(&(host, node.port)).copied()
@@ -626,173 +544,16 @@ impl Table {
     }
 }
 
-/// At most `k` of `candidates`, chosen as [`Table::sample`] chooses (SPEC §11): groups in
-/// random order, one node each, before any group gives a second. For taking a few of the new
-/// nodes in a peer's answer (at most `--kn_limit` per answer per round), so that a peer
-/// listing many addresses of one group cannot crowd out a node of another. Duplicates in
-/// `candidates` count once.
-pub fn pick_diverse(candidates: Vec<Node>, k: usize, rng: &mut fastrand::Rng) -> Vec<Node> {
-    let mut index: HashMap<Group, usize> = HashMap::new();
-    let mut groups: Vec<Vec<Node>> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for node in candidates {
-        if !seen.insert(node.clone()) {
-            continue;
-        }
-        let slot = *index.entry(node.group()).or_insert_with(|| {
-            groups.push(Vec::new());
-            groups.len() - 1
-        });
-        groups[slot].push(node);
-    }
-    for members in &mut groups {
-        rng.shuffle(members);
-    }
-    let mut out = Vec::with_capacity(k);
-    let mut round = 0;
-    while out.len() < k {
-        let mut order: Vec<usize> = (0..groups.len())
-            .filter(|&g| groups[g].len() > round)
-            .collect();
-        if order.is_empty() {
-            break;
-        }
-        rng.shuffle(&mut order);
-        for g in order.into_iter().take(k - out.len()) {
-            out.push(groups[g][round].clone());
-        }
-        round += 1;
-    }
-    out
-}
-
-/// The `drawn`-th member of a lazy Fisher–Yates shuffle of `members` (the draws of one
-/// group), given the swaps made so far in `swaps`.
-fn draw(
-    members: &[u32],
-    group: u32,
-    drawn: u32,
-    swaps: &mut Swaps,
-    rng: &mut fastrand::Rng,
-) -> u32 {
-    let key = |pos: u32| u64::from(group) << 32 | u64::from(pos);
-    let at = |swaps: &Swaps, pos: u32| {
-        swaps
-            .get(&key(pos))
-            .copied()
-            .unwrap_or(members[pos as usize])
-    };
-    let size = id(members.len());
-    if size - drawn == 1 {
-        return at(swaps, drawn);
-    }
-    let pick = rng.u32(drawn..size);
-    let chosen = at(swaps, pick);
-    if pick != drawn {
-        let displaced = at(swaps, drawn);
-        swaps.insert(key(pick), displaced);
-    }
-    chosen
-}
-
-/// The swaps of the lazy Fisher–Yates shuffles of one sample: (group << 32 | position) →
-/// slot. Its keys are ours (group ids and positions, never an attacker's input), so a fast
-/// fixed hash is safe here.
-type Swaps = HashMap<u64, u32, BuildHasherDefault<Mix64>>;
-
-/// SplitMix64's finaliser as a `Hasher` for one `u64`: every input bit moves every output
-/// bit, so the low bits the hash table indexes by are well spread.
-#[derive(Default)]
-struct Mix64(u64);
-
-impl Hasher for Mix64 {
-    fn finish(&self) -> u64 {
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
 /// An index as `u32`: the table holds fewer than 2³² entries.
 fn id(index: usize) -> u32 {
     u32::try_from(index).unwrap_or_else(|_| unreachable!("more than 2^32 entries"))
 }
 
-/// A Fenwick (binary indexed) tree over 0/1 flags: which positions of the insertion order
-/// hold an entry, so that the i-th entry is found in O(log n).
-#[derive(Debug, Clone, Default)]
-struct Fenwick {
-    /// `tree[i - 1]` holds the sum of the flags in positions `(i - lowbit(i), i]` (1-based).
-    tree: Vec<u32>,
-}
+mod fenwick;
+mod sample;
 
-fn lowbit(i: usize) -> usize {
-    i & i.wrapping_neg()
-}
-
-impl Fenwick {
-    /// `n` positions, all set, built in O(n).
-    fn ones(n: usize) -> Fenwick {
-        let mut tree = vec![1; n];
-        for i in 1..=n {
-            let parent = i + lowbit(i);
-            if parent <= n {
-                tree[parent - 1] += tree[i - 1];
-            }
-        }
-        Fenwick { tree }
-    }
-
-    /// Appends a position with flag `value`.
-    fn push(&mut self, value: u32) {
-        let i = self.tree.len() + 1;
-        let mut sum = value;
-        let mut j = i - 1;
-        while j > i - lowbit(i) {
-            sum += self.tree[j - 1];
-            j -= lowbit(j);
-        }
-        self.tree.push(sum);
-    }
-
-    /// Clears the flag at 0-based `pos` (which is set).
-    fn remove_one(&mut self, pos: usize) {
-        let mut i = pos + 1;
-        while i <= self.tree.len() {
-            self.tree[i - 1] -= 1;
-            i += lowbit(i);
-        }
-    }
-
-    /// The 0-based position of the set flag with `k` set flags before it (`k` < the number
-    /// set).
-    fn select(&self, k: usize) -> usize {
-        let n = self.tree.len();
-        let mut pos = 0;
-        let mut rest = k as u64;
-        let mut step = if n == 0 { 0 } else { 1 << n.ilog2() };
-        while step > 0 {
-            let next = pos + step;
-            if next <= n && u64::from(self.tree[next - 1]) <= rest {
-                pos = next;
-                rest -= u64::from(self.tree[next - 1]);
-            }
-            step >>= 1;
-        }
-        pos
-    }
-}
+use fenwick::Fenwick;
+pub use sample::pick_diverse;
 
 #[cfg(test)]
 mod tests;

@@ -77,10 +77,19 @@ fn one_host_filling_the_table_cannot_keep_out_or_outnumber_other_groups() {
         metrics.contains("\nseedmesh_evictions_total 15\n"),
         "{metrics}"
     );
-    assert!(
-        seed.stderr().contains("known-node table full"),
-        "a throttled warning: {}",
-        seed.stderr()
+    // 450 refusals and 15 evictions, one line each per interval (an hour here).
+    let log = seed.stderr();
+    assert_eq!(
+        log.matches("a registration from its largest address group")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("an entry of its largest address group was evicted")
+            .count(),
+        1,
+        "{log}"
     );
 }
 
@@ -146,17 +155,21 @@ fn a_lying_peers_fabrications_are_never_relayed_and_a_real_peer_among_them_is() 
 #[test]
 fn one_source_registering_too_fast_gets_429_and_another_source_does_not() {
     let dir = TempDir::new("rate");
-    let seed = dns(dir.path(), &FILLABLE[..4]);
+    // One new node per 10 s after the burst of 100: however slow this machine is today, the
+    // 150 registrations come faster than that.
+    let mut args = FILLABLE[..4].to_vec();
+    args.extend(["--reg_rate", "0.1"]);
+    let seed = dns(dir.path(), &args);
     let answers: Vec<Resp> = (1..=150)
         .map(|port| register(&seed, "127.0.0.9", port))
         .collect();
     let ok = answers.iter().filter(|a| a.status == 200).count();
     let limited: Vec<&Resp> = answers.iter().filter(|a| a.status == 429).collect();
     assert_eq!(ok + limited.len(), 150);
-    assert!(ok >= 100, "the burst is 100: {ok}");
-    assert!(limited.len() >= 40, "{} limited", limited.len());
+    assert!((100..=102).contains(&ok), "the burst is 100: {ok}");
     for answer in &limited {
-        assert_eq!(answer.header("retry-after"), Some("1"), "{}", answer.body);
+        let wait: u64 = answer.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=10).contains(&wait), "{}", answer.body);
         assert!(answer.error().contains("--reg_rate"), "{}", answer.error());
     }
     assert_eq!(seed.nodes().len(), ok, "each 429 added nothing");

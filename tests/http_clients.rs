@@ -226,13 +226,28 @@ fn a_connection_over_max_conns_gets_a_503_with_date_and_the_api_error_body() {
     assert_eq!(got[0].status, 503);
     got[0].check_common().unwrap();
     assert!(got[0].error().contains("too many open connections"));
+    // More refusals make no more lines: one per interval, with the count, for the operator.
+    for _ in 0..5 {
+        let raw = exchange(dns.addr, b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!(answers(&raw)[0].status, 503);
+    }
+    let log = dns.stderr();
+    assert_eq!(
+        log.matches("refused with 503: --max_conns").count(),
+        1,
+        "{log}"
+    );
     drop(held);
     wait_until(Duration::from_secs(5), "the slot is free again", || {
         !dns.thread_names().iter().any(|n| n == "http-conn")
     });
     let metrics = dns.get("/metrics").body;
-    let line = r#"seedmesh_http_requests_total{route="other",method="other",status="503"} 1"#;
+    let line = r#"seedmesh_http_requests_total{route="other",method="other",status="503"} 6"#;
     assert!(metrics.contains(line), "no {line:?} in:\n{metrics}");
+    assert!(
+        metrics.contains("\nseedmesh_connections_refused_total 6\n"),
+        "{metrics}"
+    );
 }
 
 #[test]

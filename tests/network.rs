@@ -291,54 +291,29 @@ struct LaterSeed {
 
 impl LaterSeed {
     fn new(listed: Vec<Value>) -> LaterSeed {
-        use std::io::{BufRead, BufReader, Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
         let registered = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = std::sync::Arc::clone(&registered);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() {
-                    continue;
-                }
-                let mut length = 0;
-                loop {
-                    let mut header = String::new();
-                    if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = header.split_once(':')
-                        && k.eq_ignore_ascii_case("content-length")
-                    {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0; length];
-                let _ = reader.read_exact(&mut body);
-                let node = serde_json::from_slice::<Value>(&body).ok();
-                let (status, answer) = match (line.starts_with("GET /nodes"), node) {
+        let peer = FakePeer::answering(
+            "127.0.0.1",
+            Box::new(move |line, body| {
+                let node = serde_json::from_slice::<Value>(body).ok();
+                match (line.starts_with("GET /nodes"), node) {
                     (true, Some(node)) => {
                         seen.lock().unwrap().push(node);
-                        ("200 OK", Value::Array(listed.clone()).to_string())
+                        ("200 OK".into(), Value::Array(listed.clone()).to_string())
                     }
                     (true, None) => (
-                        "415 UNSUPPORTED MEDIA TYPE",
+                        "415 UNSUPPORTED MEDIA TYPE".into(),
                         json!({"error": "send your node as JSON"}).to_string(),
                     ),
-                    (false, _) => ("405 METHOD NOT ALLOWED", String::new()),
-                };
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
-                    answer.len()
-                );
-            }
-        });
-        LaterSeed { addr, registered }
+                    (false, _) => ("405 METHOD NOT ALLOWED".into(), String::new()),
+                }
+            }),
+        );
+        LaterSeed {
+            addr: peer.addr,
+            registered,
+        }
     }
 }
 

@@ -185,3 +185,38 @@ fn a_seed_on_a_public_address_refuses_local_nodes_and_names_that_lead_to_them() 
         },
     );
 }
+
+#[test]
+fn a_name_that_resolves_to_the_process_itself_is_dropped_at_its_first_check() {
+    in_namespace(
+        "a_name_that_resolves_to_the_process_itself_is_dropped_at_its_first_check",
+        || {
+            let dir = TempDir::new("remote-self-name");
+            hosts_file(dir.path(), &[("192.0.2.1", "me.test")]);
+            let seed = dns(&dir.join("seed"), &["-i", "192.0.2.1", "-u", "0.3"]);
+            let body = node_at("me.test", seed.port());
+            let answer = request_from("203.0.113.9", "POST", seed.addr, "/", Some(&body), &[]);
+            // A name cannot be known to be this process without a lookup: accepted, and
+            // not vouched for until checked.
+            assert_eq!(answer.status, 200, "{}", answer.body);
+            assert!(seed.nodes().is_empty(), "never listed");
+            wait_until(
+                std::time::Duration::from_secs(10),
+                "its first check",
+                || {
+                    seed.get("/metrics")
+                        .body
+                        .contains("seedmesh_check_failures_total{cause=\"itself\"} 1")
+                },
+            );
+            assert!(seed.nodes().is_empty());
+            assert!(
+                !seed
+                    .nodes_on_disk()
+                    .iter()
+                    .any(|(host, _)| host == "me.test"),
+                "dropped"
+            );
+        },
+    );
+}

@@ -16,6 +16,7 @@
 //! `BENCHMARKS.md` is only written by a run of every figure with our binaries as they are.
 #![forbid(unsafe_code)]
 
+mod capture;
 mod footprint;
 mod load;
 mod membership;
@@ -48,12 +49,16 @@ pub struct Config {
 
 type Figure = fn(&Config) -> Vec<Row>;
 
-const FIGURES: [(&str, Figure); 5] = [
+const FIGURES: [(&str, Figure); 6] = [
     ("GET /nodes/ against nginx", throughput::get_nodes),
     ("durable POST /nodes/", throughput::post_nodes),
     ("sweep of dead nodes", membership::sweep),
     ("convergence of 30 nodes", membership::convergence),
     ("footprint", footprint::footprint),
+    (
+        "one-host attack, with and without the defences",
+        capture::one_host_attack,
+    ),
 ];
 
 fn env_number(name: &str, default: f64) -> f64 {
@@ -88,7 +93,7 @@ fn main() {
             .map(|n| {
                 n.trim()
                     .parse()
-                    .expect("SEEDMESH_BENCH_FIGURES: numbers 1-5")
+                    .expect("SEEDMESH_BENCH_FIGURES: figure numbers")
             })
             .collect(),
         Err(_) => (1..=FIGURES.len()).collect(),

@@ -32,20 +32,30 @@ pub fn refused_addr(ip: &str) -> SocketAddr {
     // Dropped here: the port is closed.
 }
 
-/// A minimal HTTP peer that answers every request with `200` and `body`, and records
-/// each request line it receives.
+/// A minimal HTTP peer that answers every request as its handler says (by default `200`
+/// and a fixed body), and records each request line it receives.
 pub struct FakePeer {
     pub addr: SocketAddr,
     pub requests: Arc<Mutex<Vec<String>>>,
 }
 
+/// How a `FakePeer` answers: from the request line and body, a status line ("200 OK") and a
+/// JSON body.
+pub type Answerer = Box<dyn Fn(&str, &[u8]) -> (String, String) + Send>;
+
 impl FakePeer {
+    /// A peer that answers `200` with `body` to everything.
     pub fn new(ip: &str, body: &str) -> FakePeer {
+        let body = body.to_owned();
+        FakePeer::answering(ip, Box::new(move |_, _| ("200 OK".into(), body.clone())))
+    }
+
+    /// A peer whose every answer `answer` decides.
+    pub fn answering(ip: &str, answer: Answerer) -> FakePeer {
         let listener = TcpListener::bind((ip, 0)).expect("bind fake peer");
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&requests);
-        let body = body.to_owned();
         thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
@@ -70,8 +80,9 @@ impl FakePeer {
                 let mut body_in = vec![0; length];
                 let _ = reader.read_exact(&mut body_in);
                 seen.lock().unwrap().push(line.trim().to_owned());
+                let (status, body) = answer(line.trim(), &body_in);
                 let answer = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
                     body.len(),
                     body
                 );
