@@ -76,7 +76,10 @@ impl AnswerCache {
         now: Instant,
     ) -> (Answer, bool) {
         let Some((key, query)) = cacheable(zone, packet) else {
-            return (dnsseed::answer(zone, nodes, packet, Protocol::Udp, rng), false);
+            return (
+                dnsseed::answer(zone, nodes, packet, Protocol::Udp, rng),
+                false,
+            );
         };
         let generation = nodes.generation();
         let at = match self.entries.iter().position(|e| e.key == key) {
@@ -167,11 +170,11 @@ fn reuse(answer: &Answer, packet: &[u8], query: &Header, name_len: usize) -> Opt
 mod tests {
     use super::*;
     use crate::dnsnodes::all_healthy;
-    use std::sync::Arc;
     use crate::dnsseed::ZoneConfig;
     use crate::nodes::Node;
     use hickory_proto::op::Query;
     use hickory_proto::rr::RData;
+    use std::sync::Arc;
 
     fn query(id: u16, name: &str, rd: bool) -> Vec<u8> {
         let mut message = Message::new(id, MessageType::Query, OpCode::Query);

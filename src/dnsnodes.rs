@@ -223,14 +223,23 @@ mod tests {
         let b = n("127.1.0.1", 55000);
         let first = Healthy::new(snapshot(&[(a.clone(), Some(true)), (b.clone(), None)]), 1);
         // Another snapshot, same healthy nodes (b still unchecked): same generation.
-        let same = first.next(snapshot(&[(a.clone(), Some(true)), (b.clone(), Some(false))]));
+        let same = first.next(snapshot(&[
+            (a.clone(), Some(true)),
+            (b.clone(), Some(false)),
+        ]));
         assert_eq!(same.generation(), first.generation());
         assert!(Arc::ptr_eq(&same.apex, &first.apex), "index kept");
         // b turns healthy: a new generation.
-        let grown = same.next(snapshot(&[(a.clone(), Some(true)), (b.clone(), Some(true))]));
+        let grown = same.next(snapshot(&[
+            (a.clone(), Some(true)),
+            (b.clone(), Some(true)),
+        ]));
         assert_eq!(grown.generation(), first.generation() + 1);
         // a fails: one healthy node; then a is back and b fails: still one, another one.
-        let swapped = grown.next(snapshot(&[(a.clone(), Some(false)), (b.clone(), Some(true))]));
+        let swapped = grown.next(snapshot(&[
+            (a.clone(), Some(false)),
+            (b.clone(), Some(true)),
+        ]));
         assert_eq!(swapped.generation(), grown.generation() + 1);
         let back = swapped.next(snapshot(&[(a, Some(true)), (b, Some(false))]));
         assert_eq!((swapped.len(), back.len()), (1, 1));

@@ -174,21 +174,27 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
         let domains: Vec<Mutex<Option<DomainAnswer>>> =
             role.seed_domains.iter().map(|_| Mutex::new(None)).collect();
         let n = role.seeds.len();
-        self.transport.each(n + domains.len(), &|i| match role.seeds.get(i) {
-            Some(seed) => {
-                let answer = self.transport.fetch_nodes(seed, Some(&role.me));
-                *seeds[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(answer);
-            }
-            None => {
-                let lookup = self.transport.seed_domain(&role.seed_domains[i - n]);
-                *domains[i - n].lock().unwrap_or_else(PoisonError::into_inner) = Some(lookup);
-            }
-        });
+        self.transport
+            .each(n + domains.len(), &|i| match role.seeds.get(i) {
+                Some(seed) => {
+                    let answer = self.transport.fetch_nodes(seed, Some(&role.me));
+                    *seeds[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(answer);
+                }
+                None => {
+                    let lookup = self.transport.seed_domain(&role.seed_domains[i - n]);
+                    *domains[i - n]
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = Some(lookup);
+                }
+            });
         let not_asked = || PeerError::Network("not asked".into());
         let not_looked_up = || LookupError::NoResolver("not looked up".into());
         (
             seeds.into_iter().map(|s| taken(s, not_asked)).collect(),
-            domains.into_iter().map(|d| taken(d, not_looked_up)).collect(),
+            domains
+                .into_iter()
+                .map(|d| taken(d, not_looked_up))
+                .collect(),
         )
     }
 

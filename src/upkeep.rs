@@ -212,7 +212,10 @@ mod tests {
         let t = Instant::now();
         let mut upkeep = Upkeep::new(1, MINUTE);
         assert_eq!(upkeep.seed_domain("seed.test", false), SeedNews::Down);
-        assert_eq!(upkeep.seed_domain("seed.test", false), SeedNews::AlreadySaid);
+        assert_eq!(
+            upkeep.seed_domain("seed.test", false),
+            SeedNews::AlreadySaid
+        );
         assert_eq!(upkeep.seed(&n(53), true), SeedNews::Fine, "seeds apart");
         upkeep.start_round(t);
         assert_eq!(upkeep.seed_domain("seed.test", false), SeedNews::Down);

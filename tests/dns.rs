@@ -204,7 +204,10 @@ fn srv_lists_exactly_the_healthy_nodes_with_their_addresses() {
     wait_until(SETTLE, "SRV lists exactly the live nodes", || {
         let (answer, _) = udp(server, SRV_NAME, RecordType::SRV, None);
         let listed = srv_nodes(&answer);
-        assert!(!listed.contains(&dead), "the dead node was listed: {answer}");
+        assert!(
+            !listed.contains(&dead),
+            "the dead node was listed: {answer}"
+        );
         assert!(listed.is_subset(&want), "{answer}");
         listed == want
     });
@@ -446,7 +449,12 @@ fn stops_within_two_seconds_with_dns_seeding_on() {
     // the stop closes its connection and joins the thread that served it.
     let mut idle = TcpStream::connect(server).unwrap();
     idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    assert_eq!(tcp_on(&mut idle, "seed.test.", RecordType::SOA).answers.len(), 1);
+    assert_eq!(
+        tcp_on(&mut idle, "seed.test.", RecordType::SOA)
+            .answers
+            .len(),
+        1
+    );
     let _silent = TcpStream::connect(server).unwrap();
     assert_eq!(
         udp(server, "seed.test.", RecordType::SOA, None)
@@ -460,5 +468,9 @@ fn stops_within_two_seconds_with_dns_seeding_on() {
     assert!(took < Duration::from_secs(2), "took {took:?}");
     let log = seed.stderr();
     assert!(!log.contains("did not stop in time"), "{log}");
-    assert_eq!(idle.read(&mut [0u8; 16]).unwrap_or(0), 0, "closed by the stop");
+    assert_eq!(
+        idle.read(&mut [0u8; 16]).unwrap_or(0),
+        0,
+        "closed by the stop"
+    );
 }

@@ -152,7 +152,11 @@ pub fn srv_rate(config: &Config) -> Vec<Row> {
             sizes.1,
             server.count
         )),
-        Row::new("7. our answers sent from a worker's cache", percent(hit_rate)).spread(format!(
+        Row::new(
+            "7. our answers sent from a worker's cache",
+            percent(hit_rate),
+        )
+        .spread(format!(
             "{} of {} while measured, the seed sweeping every 2 s",
             thousands(hit_rate * answered as f64),
             thousands(answered as f64)

@@ -148,7 +148,9 @@ impl Draft {
                     );
                 }
                 (None, Some(_)) => {
-                    return usage("--seed_listen needs --seed_zone NAME, the zone to answer".into());
+                    return usage(
+                        "--seed_listen needs --seed_zone NAME, the zone to answer".into(),
+                    );
                 }
             };
             return Ok(settings);
@@ -158,8 +160,8 @@ impl Draft {
         }
         // A node that finds its seeds through DNS asks no HTTP seed it was not given: the
         // default --dns_ip/--dns_port would be one.
-        let dns_seeds_only = !node.seed_domains.is_empty()
-            && !["--dns_ip", "--dns_port"].into_iter().any(|f| has(f));
+        let dns_seeds_only =
+            !node.seed_domains.is_empty() && !["--dns_ip", "--dns_port"].into_iter().any(has);
         if node.seeds.is_empty() && !dns_seeds_only {
             let seed = Node::new(&dns_ip, dns_port);
             node.seeds = vec![seed.map_err(|e| {

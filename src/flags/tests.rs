@@ -75,7 +75,9 @@ fn companions(long: &str) -> &'static [&'static str] {
         }
         "--seed_zone" => &["--seed_listen", "127.0.0.1:0"],
         "--seed_listen" => &["--seed_zone", "seed.test"],
-        "--seed_port" | "--seed_ns" => &["--seed_zone", "seed.test", "--seed_listen", "127.0.0.1:0"],
+        "--seed_port" | "--seed_ns" => {
+            &["--seed_zone", "seed.test", "--seed_listen", "127.0.0.1:0"]
+        }
         "--resolver" => &["--seed_domain", "seed.test"],
         _ => &[],
     }
@@ -117,9 +119,8 @@ fn every_flag_of_each_binary_parses_and_changes_its_settings() {
             }
             // Companions that only go together (--seed_zone, --seed_listen) are compared
             // with the defaults.
-            let base = run(kind, &without).map_or_else(|_| defaults.clone(), |s| {
-                serde_json::to_value(s).unwrap()
-            });
+            let base = run(kind, &without)
+                .map_or_else(|_| defaults.clone(), |s| serde_json::to_value(s).unwrap());
             let changed = serde_json::to_value(&with_flag).unwrap();
             if flag.long == "--log" || flag.long == "--quiet" || flag.long == "--verbose" {
                 assert_ne!(changed["log_level"], defaults["log_level"], "{list:?}");
@@ -274,14 +275,34 @@ fn dns_seeding_flags_come_together_and_a_node_may_have_only_dns_seeds() {
     assert_eq!(status["seed_dns"]["listen"], "127.0.0.1:0");
     let off = run(Kind::Dns, &[]).unwrap();
     assert_eq!(off.seed_dns, None);
-    assert!(serde_json::to_value(&off).unwrap().get("seed_dns").is_none());
+    assert!(
+        serde_json::to_value(&off)
+            .unwrap()
+            .get("seed_dns")
+            .is_none()
+    );
     for (args, says) in [
-        (&["--seed_zone", "seed.test"][..], "--seed_zone needs --seed_listen"),
-        (&["--seed_listen", "127.0.0.1:0"], "--seed_listen needs --seed_zone"),
+        (
+            &["--seed_zone", "seed.test"][..],
+            "--seed_zone needs --seed_listen",
+        ),
+        (
+            &["--seed_listen", "127.0.0.1:0"],
+            "--seed_listen needs --seed_zone",
+        ),
         (&["--seed_port", "53"], "--seed_port needs --seed_zone"),
-        (&["--seed_ns", "ns.example.org"], "--seed_ns needs --seed_zone"),
-        (&["--seed_zone", "1.2.3.4", "--seed_listen", "127.0.0.1:0"], "not a zone name"),
-        (&["--seed_zone", "seed.test", "--seed_listen", "x"], "expected IP:PORT"),
+        (
+            &["--seed_ns", "ns.example.org"],
+            "--seed_ns needs --seed_zone",
+        ),
+        (
+            &["--seed_zone", "1.2.3.4", "--seed_listen", "127.0.0.1:0"],
+            "not a zone name",
+        ),
+        (
+            &["--seed_zone", "seed.test", "--seed_listen", "x"],
+            "expected IP:PORT",
+        ),
     ] {
         let message = usage(Kind::Dns, args);
         assert!(message.contains(says), "{args:?}: {message}");
@@ -292,7 +313,14 @@ fn dns_seeding_flags_come_together_and_a_node_may_have_only_dns_seeds() {
     // A node with only DNS seeds has no HTTP seed; with --dns or --dns_port, both.
     let node = run(
         Kind::Node,
-        &["--seed_domain", "seed.test", "--seed_domain", "b.test", "--resolver", "[::1]:53"],
+        &[
+            "--seed_domain",
+            "seed.test",
+            "--seed_domain",
+            "b.test",
+            "--resolver",
+            "[::1]:53",
+        ],
     )
     .unwrap()
     .node
@@ -307,7 +335,10 @@ fn dns_seeding_flags_come_together_and_a_node_may_have_only_dns_seeds() {
         assert_eq!(node.seeds, [Node::new("127.0.0.1", 7).unwrap()], "{args:?}");
     }
     assert!(usage(Kind::Node, &["--resolver", "127.0.0.1:53"]).contains("needs --seed_domain"));
-    let zero = usage(Kind::Node, &["--seed_domain", "a.test", "--resolver", "127.0.0.1:0"]);
+    let zero = usage(
+        Kind::Node,
+        &["--seed_domain", "a.test", "--resolver", "127.0.0.1:0"],
+    );
     assert!(zero.contains("port 0"), "{zero}");
 }
 

@@ -72,7 +72,9 @@ impl Transport for FakeNet {
                 nodes: nodes.clone(),
                 invalid: 0,
             }),
-            None => Err(LookupError::Rcode(hickory_proto::op::ResponseCode::NXDomain)),
+            None => Err(LookupError::Rcode(
+                hickory_proto::op::ResponseCode::NXDomain,
+            )),
         }
     }
 
@@ -340,7 +342,14 @@ fn a_seed_domains_answer_is_taken_like_a_seeds_list() {
     listed.extend(fabricated(98, 20));
     for seeds in [vec![n(900)], Vec::new()] {
         let net = FakeNet {
-            online: [n(1), n(2), n(3), Node::new("127.60.0.1", 6).unwrap(), n(900)].into(),
+            online: [
+                n(1),
+                n(2),
+                n(3),
+                Node::new("127.60.0.1", 6).unwrap(),
+                n(900),
+            ]
+            .into(),
             lists: HashMap::from([(n(900), vec![n(2)])]),
             domains: HashMap::from([("seed.test".to_string(), listed.clone())]),
             ..FakeNet::default()
@@ -356,7 +365,11 @@ fn a_seed_domains_answer_is_taken_like_a_seeds_list() {
         assert_eq!(*net.lookups.lock().unwrap(), ["seed.test", "gone.test"]);
         // Checked before learned, at most --kn_limit (4) taken from the domain's answer,
         // one per address group first: 3 and 127.60.0.1 answer, two made-up ones do not.
-        let tried: Vec<u16> = net.asked("announce").into_iter().skip(1 + seeds.len()).collect();
+        let tried: Vec<u16> = net
+            .asked("announce")
+            .into_iter()
+            .skip(1 + seeds.len())
+            .collect();
         let from_seed = usize::from(!seeds.is_empty());
         assert_eq!(tried.len(), from_seed + 4, "{tried:?}");
         assert_eq!(tried.iter().filter(|p| **p >= 2000).count(), 2, "{tried:?}");
