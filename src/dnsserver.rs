@@ -11,7 +11,8 @@
 //!
 //! Answers come from a `Healthy` view of the store's current snapshot: each thread keeps the
 //! view it last used and asks for a new one only when the store has published another
-//! snapshot; the new view is made once, under a lock, and shared. Every answer is counted by
+//! snapshot; the new view is made once, under a lock, and shared. Idle UDP workers follow the
+//! store too (every `UDP_POLL`), so that a view never keeps an old table alive for long. Every answer is counted by
 //! query type and response code for `/metrics`, and the answers reused from a worker's cache
 //! are counted too.
 
@@ -20,16 +21,14 @@ use std::net::{
     IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket,
 };
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::RecordType;
-
 use crate::config::SeedDnsSettings;
 use crate::dnscache::AnswerCache;
+pub use crate::dnscounts::DnsCounts;
 use crate::dnsseed::{self, Answer, Healthy, Protocol, Zone, ZoneConfig};
 use crate::error::Error;
 use crate::membership::Snapshot;
@@ -62,79 +61,6 @@ const STOP_WAIT: Duration = Duration::from_millis(400);
 
 /// Where the server takes its nodes from: the store's current snapshot (cheap: an `Arc`).
 pub type NodeSource = Arc<dyn Fn() -> Arc<Snapshot> + Send + Sync>;
-
-/// The query types DNS answers are counted under; anything else is `other`, and a message
-/// whose question could not be read is `none`.
-pub const QTYPES: [&str; 8] = ["A", "AAAA", "SRV", "NS", "SOA", "ANY", "other", "none"];
-/// The response codes answers are counted under; `dropped` means not answered.
-pub const RCODES: [&str; 9] = [
-    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other",
-    "dropped",
-];
-
-/// DNS messages answered (or dropped), by query type and response code, and the answers
-/// reused from a UDP worker's cache. Lock-free; counters only grow.
-#[derive(Debug)]
-pub struct DnsCounts {
-    counts: Vec<AtomicU64>,
-    /// Answers sent from a worker's cache (`dnscache`) rather than built.
-    pub reused: AtomicU64,
-}
-
-impl Default for DnsCounts {
-    fn default() -> Self {
-        DnsCounts {
-            counts: (0..QTYPES.len() * RCODES.len())
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-            reused: AtomicU64::new(0),
-        }
-    }
-}
-
-impl DnsCounts {
-    /// Counts one answer.
-    pub fn count(&self, answer: &Answer) {
-        let qtype = match answer.qtype {
-            None => "none",
-            Some(RecordType::A) => "A",
-            Some(RecordType::AAAA) => "AAAA",
-            Some(RecordType::SRV) => "SRV",
-            Some(RecordType::NS) => "NS",
-            Some(RecordType::SOA) => "SOA",
-            Some(RecordType::ANY) => "ANY",
-            Some(_) => "other",
-        };
-        let rcode = match answer.rcode {
-            None => "dropped",
-            Some(ResponseCode::NoError) => "NOERROR",
-            Some(ResponseCode::FormErr) => "FORMERR",
-            Some(ResponseCode::ServFail) => "SERVFAIL",
-            Some(ResponseCode::NXDomain) => "NXDOMAIN",
-            Some(ResponseCode::NotImp) => "NOTIMP",
-            Some(ResponseCode::Refused) => "REFUSED",
-            Some(ResponseCode::BADVERS) => "BADVERS",
-            Some(_) => "other",
-        };
-        let at = |names: &[&str], name| names.iter().position(|n| *n == name).unwrap_or(0);
-        let cell = at(&QTYPES, qtype) * RCODES.len() + at(&RCODES, rcode);
-        self.counts[cell].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Every (query type, response code, count) with a count above zero.
-    pub fn nonzero(&self) -> Vec<(&'static str, &'static str, u64)> {
-        let mut out = Vec::new();
-        for (q, qtype) in QTYPES.iter().enumerate() {
-            for (r, rcode) in RCODES.iter().enumerate() {
-                let n = self.counts[q * RCODES.len() + r].load(Ordering::Relaxed);
-                if n > 0 {
-                    out.push((*qtype, *rcode, n));
-                }
-            }
-        }
-        out
-    }
-}
 
 /// The UDP socket and TCP listener of `--seed_listen`, on one port.
 pub struct Sockets {
@@ -401,7 +327,11 @@ fn serve_udp(socket: &UdpSocket, shared: &Shared) {
     while !shared.stop.load(Ordering::Relaxed) {
         let (len, peer) = match socket.recv_from(&mut buffer) {
             Ok(got) => got,
-            Err(e) if is_transient(&e) => continue,
+            // Idle: follow the store all the same, so that no old snapshot is kept alive.
+            Err(e) if is_transient(&e) => {
+                shared.refresh(&mut view);
+                continue;
+            }
             Err(e) => {
                 log::warn!("DNS over UDP: {e}");
                 thread::sleep(Duration::from_millis(10));

@@ -11,6 +11,7 @@ pub mod address;
 pub mod config;
 pub mod daemon;
 pub mod dnscache;
+pub mod dnscounts;
 pub mod dnsnodes;
 pub mod dnsseed;
 pub mod dnsserver;
