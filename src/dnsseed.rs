@@ -1,5 +1,6 @@
 //! DNS seeding (SPEC §12): the seed's answer to one DNS query, as a pure function from the
-//! query's bytes, the zone, the healthy nodes and an RNG to the answer's bytes. No socket and
+//! query's bytes, the zone, the healthy nodes (`Healthy`: those whose last check succeeded,
+//! sampled across address groups) and an RNG to the answer's bytes. No socket and
 //! no clock here: `dnsserver` carries the bytes, and parsing and encoding are hickory-proto's.
 //!
 //! The names of the zone `Z` (answered authoritatively, TTL 60 s):

@@ -327,7 +327,7 @@ pub const FLAGS: &[Flag] = &[
         set(&mut d.seed_zone, Some(zone(v)?))
     })
     .dns_only(Use::Unset("off"))
-    .help("answer DNS for this zone: _seedmesh._tcp.NAME SRV, NAME A/AAAA (SPEC §12)"),
+    .help("answer DNS for this zone (_seedmesh._tcp.NAME SRV: healthy nodes and their ports)"),
     Flag::value("--seed_listen", "ADDR:PORT", |d, v| {
         set(&mut d.seed_listen, Some(socket_addr(v, true)?))
     })
@@ -351,7 +351,7 @@ pub const FLAGS: &[Flag] = &[
     })
     .node_only(Use::Unset("none"))
     .repeatable()
-    .help("a seed found through DNS, _seedmesh._tcp.NAME SRV; alone, no HTTP seed"),
+    .help("a seed found through DNS (_seedmesh._tcp.NAME SRV); without --dns, no HTTP seed"),
     Flag::value("--resolver", "ADDR:PORT", |d, v| {
         set(&mut d.node.resolver, Some(socket_addr(v, false)?))
     })
