@@ -459,7 +459,7 @@ fn say_seed(upkeep: &mut Upkeep, seed: &Node, error: Option<&PeerError>, doing: 
 /// Logs a seed domain's lookup (SPEC §12) as `say_seed` logs a seed's answer.
 fn say_domain(upkeep: &mut Upkeep, domain: &str, error: Option<&LookupError>) {
     match (upkeep.seed_domain(domain, error.is_none()), error) {
-        (SeedNews::Back, _) => log::info!("seed domain {domain} answers again"),
+        (SeedNews::Back, _) => log::info!("seed domain {domain} is back"),
         (SeedNews::Down, Some(e)) => log::warn!(
             "seed domain {domain} is down (looking up _seedmesh._tcp.{domain} SRV: {e}); retrying next cycle"
         ),
