@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::app::App;
 use crate::config::{NODE_PORTS, Settings};
 use crate::dnsserver::{self, NodeSource};
 use crate::error::Error;
 use crate::logging::count;
 use crate::membership::Rules;
+use crate::nodes::Node;
 use crate::peers::{PeerPolicy, Peers};
 use crate::policy::{DEFAULT_MAX_SOURCES, LocalRule, TokenBuckets};
 use crate::report::Profile;
@@ -25,7 +27,7 @@ use crate::server::{Api, Server, ServerOptions};
 use crate::stats::Stats;
 use crate::store::{Store, StoreOptions};
 use crate::transport::SystemClock;
-use crate::update::{self, NodeRole, Role, Updater};
+use crate::update::{self, NodeRole, Presence, Role, Updater};
 
 /// How long a stop may take in all (SPEC §9 allows 2 s).
 const STOP_BUDGET: Duration = Duration::from_millis(1500);
@@ -63,6 +65,21 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
     }
     let store = Arc::new(store);
     let stats = Arc::new(Stats::with_interval(settings.upd_int));
+    let app_settings = settings.node.as_ref().and_then(|node| node.app.as_ref());
+    if let Some(app) = app_settings {
+        let at = Node {
+            host: app.host.clone(),
+            port: app.port,
+        };
+        // A request forwarded to this very process would be forwarded again, for ever.
+        if identity.contains(&at) {
+            return Err(Error::Usage(format!(
+                "--app {} is this node itself; give the address of the application behind it",
+                app.url
+            )));
+        }
+    }
+    let app = app_settings.map(|app| Arc::new(App::new(app, settings.workers, settings.upd_int)));
 
     let api = Arc::new(Api {
         config: ApiConfig {
@@ -70,6 +87,8 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
             verify_source: settings.verify_source,
             admin_token: settings.admin_token.clone(),
             network: settings.network.clone(),
+            app_body_limit: app_settings
+                .map(|app| usize::try_from(app.body_limit).unwrap_or(usize::MAX)),
         },
         store: Arc::clone(&store),
         profile: Profile {
@@ -84,6 +103,7 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
             settings.reg_burst,
             DEFAULT_MAX_SOURCES,
         )),
+        app: app.clone(),
     });
     // DNS seeding (SPEC §12): bound before `listening on`, so that a bad address stops the start.
     let seed_dns = match &settings.seed_dns {
@@ -122,6 +142,16 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
         store.path().display(),
         count(store.snapshot().table.len(), "known node")
     );
+    if let Some(app) = app_settings {
+        log::info!(
+            "forwarding the paths that are not seedmesh's to the application at {}{}",
+            app.url,
+            app.health
+                .as_ref()
+                .map(|path| format!("; announcing this node while GET {path} passes"))
+                .unwrap_or_default()
+        );
+    }
 
     let role = match (&me, &settings.node) {
         (Some(me), Some(node)) => Role::Node(NodeRole {
@@ -161,7 +191,13 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
         .name("update".into())
         .spawn(move || {
             let _ended = ended;
-            update::run(&updater, &stats, interval, fail_limit, &stopped);
+            // With `--app_health`, the application's health decides each round whether
+            // this node announces itself (SPEC §13).
+            let presence = || {
+                app.as_ref()
+                    .map_or(Presence::Announce, |app| app.presence())
+            };
+            update::run_as(&updater, &stats, interval, fail_limit, &stopped, &presence);
         })
         .map_err(start_error("the update thread"))?;
 

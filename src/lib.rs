@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod address;
+pub mod app;
 pub mod config;
 pub mod daemon;
 pub mod dnscache;

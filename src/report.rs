@@ -8,6 +8,7 @@ use std::time::UNIX_EPOCH;
 
 use serde::Serialize;
 
+use crate::app::AppStatus;
 use crate::config::Settings;
 use crate::logging::rfc3339;
 use crate::membership::Snapshot;
@@ -48,6 +49,8 @@ pub struct Facts<'a> {
     /// What the store's committer has done.
     pub disk: &'a StoreStats,
     pub load: Load,
+    /// The chain application behind a node (`--app`, SPEC §13).
+    pub app: Option<AppStatus>,
 }
 
 fn read(counter: &AtomicU64) -> u64 {
@@ -71,6 +74,10 @@ pub struct Status<'a> {
     pub rounds: u64,
     pub totals: Totals,
     pub connections: usize,
+    /// The chain application behind this node and its health (`--app`, SPEC §13); absent
+    /// without `--app`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<AppStatus>,
     /// The effective settings: every flag's value.
     pub settings: &'a Settings,
 }
@@ -137,6 +144,7 @@ pub fn status<'a>(facts: &Facts<'a>) -> Status<'a> {
         snapshot,
         disk,
         load,
+        app,
     } = facts;
     let last_round = stats.last_round().map(|round| LastRound {
         ended: rfc3339(round.ended),
@@ -184,6 +192,7 @@ pub fn status<'a>(facts: &Facts<'a>) -> Status<'a> {
             disk_write_failures: disk.write_failures.iter().map(read).sum(),
         },
         connections: load.connections,
+        app: app.clone(),
         settings: &profile.settings,
     }
 }
@@ -242,6 +251,7 @@ pub fn metrics(facts: &Facts<'_>) -> String {
         snapshot,
         disk,
         load,
+        app,
     } = facts;
     let mut out = Exposition::default();
     out.family(
@@ -432,6 +442,22 @@ pub fn metrics(facts: &Facts<'_>) -> String {
         "Requests read and not yet answered.",
         load.in_flight,
     );
+    if let Some(app) = app {
+        out.single(
+            "app_announcing",
+            "gauge",
+            "1 while this node announces itself; 0 while its application fails --app_health.",
+            u8::from(app.announcing),
+        );
+        if let Some(healthy) = app.healthy {
+            out.single(
+                "app_healthy",
+                "gauge",
+                "1 when the application passed its last --app_health check, else 0.",
+                u8::from(healthy),
+            );
+        }
+    }
     out.family(
         "http_requests_total",
         "counter",

@@ -5,7 +5,9 @@
 //!
 //! A request that changes the list does not answer at once: `handle` returns the `Change`
 //! and how to word the answer; the store commits the change to disk and `Answer::finish`
-//! turns the committed outcome into the response.
+//! turns the committed outcome into the response. With `--app`, a request for a path that is
+//! not the API's is for the chain application behind the node (SPEC §13): `handle` says so
+//! (`Reply::Forward`) and `server` forwards it with `app`.
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -72,6 +74,10 @@ pub struct ApiConfig {
     pub admin_token: Option<String>,
     /// `--network`: a registration naming another network is refused (SPEC §11).
     pub network: Option<String>,
+    /// With `--app`: the paths that are not the API's are the chain application's, with
+    /// request bodies of at most this many bytes (`--app_body_limit`; SPEC §13). `None`:
+    /// they are 404.
+    pub app_body_limit: Option<usize>,
 }
 
 /// What `handle` decided, and the label the request is counted under in `/metrics`.
@@ -90,6 +96,21 @@ pub enum Reply {
     Commit { change: Change, answer: Answer },
     /// The `/status` or `/metrics` report, which the server renders from its live counters.
     Report(Report),
+    /// A request for the chain application behind this node (SPEC §13): the server forwards
+    /// it and relays the answer.
+    Forward(Forward),
+}
+
+/// A request to forward to the chain application (SPEC §13). The method, the headers and
+/// the body are the request's own; `app::outbound` says which headers go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    /// The request target as sent, origin-form (`/path?query`): the application gets the
+    /// same.
+    pub target: String,
+    /// Whether the request has a body to forward (framed by `Content-Length` or chunked,
+    /// perhaps empty); without one, none is sent either.
+    pub with_body: bool,
 }
 
 /// Which report a request asked for.
@@ -147,18 +168,21 @@ pub enum Label {
     Index,
     Status,
     Metrics,
+    /// Forwarded to the chain application (SPEC §13).
+    App,
     Other,
 }
 
 impl Label {
     /// Every label, in the order `/metrics` lists them.
-    pub const ALL: [Label; 7] = [
+    pub const ALL: [Label; 8] = [
         Label::Root,
         Label::Nodes,
         Label::Random,
         Label::Index,
         Label::Status,
         Label::Metrics,
+        Label::App,
         Label::Other,
     ];
 
@@ -171,6 +195,7 @@ impl Label {
             Label::Index => "/nodes/<i>/",
             Label::Status => "/status",
             Label::Metrics => "/metrics",
+            Label::App => "app",
             Label::Other => "other",
         }
     }
@@ -179,6 +204,15 @@ impl Label {
     pub fn of(target: &str) -> Label {
         let path = target.split_once('?').map_or(target, |(path, _)| path);
         Route::parse(path).map_or(Label::Other, Route::label)
+    }
+
+    /// The label of a request target for a process that forwards the paths that are not the
+    /// API's to a chain application when `with_app` (SPEC §13): `App` for those.
+    pub fn of_target(target: &str, with_app: bool) -> Label {
+        match with_app && is_app_target(target) {
+            true => Label::App,
+            false => Label::of(target),
+        }
     }
 }
 
@@ -233,12 +267,46 @@ impl Route {
     }
 }
 
+/// Whether `path` (without its query) is one of the API's own: `/`, `/nodes` and every path
+/// under `/nodes/`, `/status`, `/metrics`, with or without a trailing slash (SPEC §2, §13).
+/// The API answers these (404 when no route matches, as under `/nodes/`); with `--app`, the
+/// application answers the others.
+pub fn is_api_path(path: &str) -> bool {
+    let path = path.strip_suffix('/').unwrap_or(path);
+    matches!(path, "" | "/nodes" | "/status" | "/metrics") || path.starts_with("/nodes/")
+}
+
+/// Whether a request for `target` goes to the chain application when there is one: an
+/// origin-form target (`/…`; not `*` or a `CONNECT` authority) outside the API's paths.
+pub fn is_app_target(target: &str) -> bool {
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    path.starts_with('/') && !is_api_path(path)
+}
+
+/// The body limit of a request for `target`, in bytes, decided from its head before any of
+/// the body is read: `app_body_limit` (`--app_body_limit`) for the application's paths when
+/// there is one, `MAX_BODY_BYTES` for the API's (SPEC §3, §13).
+pub fn body_limit(target: &str, app_body_limit: Option<usize>) -> usize {
+    match app_body_limit {
+        Some(limit) if is_app_target(target) => limit,
+        _ => MAX_BODY_BYTES,
+    }
+}
+
 /// Decides the answer to `request`.
 pub fn handle(context: &mut Context<'_>, request: &Request<'_>) -> Decision {
     let (path, query) = match request.target.split_once('?') {
         Some((path, query)) => (path, Some(query)),
         None => (request.target, None),
     };
+    if let Some(limit) = context.config.app_body_limit
+        && is_app_target(request.target)
+    {
+        return Decision {
+            label: Label::App,
+            reply: forward(request, limit),
+        };
+    }
     let Some(route) = Route::parse(path) else {
         return Decision {
             label: Label::Other,
@@ -345,6 +413,37 @@ fn decide(
         },
     };
     Ok(reply)
+}
+
+/// The decision for a request the chain application answers: forward it, unless its body is
+/// over `limit` bytes (413, and the application never sees it).
+fn forward(request: &Request<'_>, limit: usize) -> Reply {
+    let with_body = match request.body {
+        Body::TooLarge => {
+            return Reply::Now(Response::error(
+                413,
+                format!(
+                    "request body is over {} (--app_body_limit); it was not forwarded",
+                    size(limit)
+                ),
+            ));
+        }
+        Body::Unframed => false,
+        Body::Bytes(_) => true,
+    };
+    Reply::Forward(Forward {
+        target: request.target.to_owned(),
+        with_body,
+    })
+}
+
+/// `bytes` for people: `1 MiB`, `64 KiB`, or `1000 bytes`.
+fn size(bytes: usize) -> String {
+    match bytes {
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
+        n => format!("{n} bytes"),
+    }
 }
 
 /// A registration that passed every rule of the API: of a node already vouched for (nothing

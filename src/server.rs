@@ -1,7 +1,9 @@
 //! The HTTP server: tiny_http's connection threads read each request whole; `--workers`
 //! threads take them from its queue, turn each into a `routes::Request`, ask `routes` for the
 //! decision, and do what it says: answer, commit a change first (answered from the committer
-//! thread once it is on disk), or render a report from the live counters.
+//! thread once it is on disk), render a report from the live counters, or forward the request
+//! to the chain application behind the node and relay its answer (SPEC §13; on the worker
+//! thread, within `--app_timeout`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::panic::{self, AssertUnwindSafe};
@@ -11,13 +13,14 @@ use std::time::{Duration, Instant};
 
 use tiny_http::{Header, StatusCode};
 
+use crate::app::{App, Incoming, Relayed};
 use crate::error::Error;
 use crate::membership::Outcome;
 use crate::peers::NETWORK_HEADER;
 use crate::policy::TokenBuckets;
 use crate::report::{self, Facts, Load, Profile};
 use crate::response::{Payload, Response};
-use crate::routes::{self, ApiConfig, Body, Context, Label, Reply, Report};
+use crate::routes::{self, ApiConfig, Body, Context, Forward, Label, Reply, Report};
 use crate::stats::{Stats, Warning};
 use crate::store::Store;
 
@@ -30,6 +33,9 @@ pub struct Api {
     pub stats: Arc<Stats>,
     /// SPEC §11's per-source token buckets for new registrations.
     pub buckets: Mutex<TokenBuckets>,
+    /// `--app`: the chain application that answers the paths that are not the API's
+    /// (SPEC §13); `config.app_body_limit` is set with it.
+    pub app: Option<Arc<App>>,
 }
 
 /// How the server runs.
@@ -55,17 +61,23 @@ impl Server {
         api: Arc<Api>,
         options: &ServerOptions,
     ) -> Result<Server, Error> {
+        // The API's paths take bodies of 64 KiB, the application's `--app_body_limit`.
+        let app_body_limit = api.config.app_body_limit;
         let limits = tiny_http::Limits {
             max_connections: options.max_connections,
             idle_timeout: Duration::from_secs(10),
             max_body_bytes: routes::MAX_BODY_BYTES,
+            body_limit: app_body_limit.map(|limit| {
+                tiny_http::BodyLimit::new(move |_, target| routes::body_limit(target, Some(limit)))
+            }),
             ..tiny_http::Limits::default()
         };
         let start_error = |source| Error::Start {
             what: "the HTTP server",
             source,
         };
-        let refusals = refusals(Arc::clone(&api.stats), api.config.network.clone());
+        let with_app = app_body_limit.is_some();
+        let refusals = refusals(Arc::clone(&api.stats), api.config.network.clone(), with_app);
         let http = Arc::new(
             tiny_http::Server::from_listener_with(listener, limits, refusals)
                 .map_err(start_error)?,
@@ -162,7 +174,7 @@ fn serve(mut request: tiny_http::Request, api: &Api, load: Load) {
     let (decision, report) = match decision {
         Ok(decided) => decided,
         Err(_) => {
-            let label = Label::of(request.url());
+            let label = Label::of_target(request.url(), api.app.is_some());
             let response = Response::error(500, "internal error; nothing was changed");
             return send(request, label, response, &stats, &api.config.network);
         }
@@ -185,8 +197,78 @@ fn serve(mut request: tiny_http::Request, api: &Api, load: Load) {
                 }),
             )
         }
+        (Reply::Forward(forward), None) => {
+            let (status, answer) = forward_to_app(&request, body, forward, api);
+            deliver(request, label, status, answer, &stats);
+        }
         (Reply::Report(_), None) => unreachable!("every report is rendered above"),
     }
+}
+
+/// Forwards a request to the chain application and turns its answer (or why there is none,
+/// as a 502 or 504 JSON error) into tiny_http's response, with its status. A panic while
+/// forwarding answers 500.
+fn forward_to_app(
+    request: &tiny_http::Request,
+    body: Vec<u8>,
+    forward: Forward,
+    api: &Api,
+) -> (u16, tiny_http::Response) {
+    let network = &api.config.network;
+    let Some(app) = &api.app else {
+        let response = Response::error(404, "no such path");
+        return (404, to_tiny(response, network));
+    };
+    let forwarded = panic::catch_unwind(AssertUnwindSafe(|| {
+        let headers: Vec<(&str, &str)> = request
+            .headers()
+            .iter()
+            .map(|h| (h.field.as_str(), h.value.as_str()))
+            .collect();
+        app.forward(&Incoming {
+            method: request.method().as_str(),
+            target: &forward.target,
+            headers: &headers,
+            body: forward.with_body.then_some(&body[..]),
+            caller: request
+                .remote_addr()
+                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip()),
+            version: &request.http_version().to_string(),
+        })
+    }));
+    let response = match forwarded {
+        Ok(Ok(relayed)) => {
+            let head = *request.method() == tiny_http::Method::Head;
+            return (relayed.status, relay(relayed, head, network));
+        }
+        Ok(Err(e)) => Response::error(e.status(), e.to_string()),
+        Err(_) => Response::error(500, "internal error while forwarding to the application"),
+    };
+    (response.status, to_tiny(response, network))
+}
+
+/// The application's answer as tiny_http's response: its status, its end-to-end headers
+/// (tiny_http writes `Date`, the framing and `Connection` itself) and its body; an answer to
+/// `HEAD` declares the length the application declared. With `--network`, it names it too.
+fn relay(answer: Relayed, head: bool, network: &Option<String>) -> tiny_http::Response {
+    let mut relayed =
+        tiny_http::Response::from_data(answer.body).with_status_code(StatusCode(answer.status));
+    for (name, value) in answer.headers {
+        match Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            Ok(header) => relayed.add_header(header),
+            Err(()) => log::debug!("application header {name} not relayed: not a valid field"),
+        }
+    }
+    if let Some(header) = network
+        .as_ref()
+        .and_then(|name| Header::from_bytes(NETWORK_HEADER, name.as_bytes()).ok())
+    {
+        relayed.add_header(header);
+    }
+    if head {
+        relayed = relayed.with_head_length(answer.length);
+    }
+    relayed
 }
 
 /// The `/status` or `/metrics` answer, from the live counters.
@@ -198,6 +280,7 @@ fn render(api: &Api, report: Report, load: Load) -> Response {
         snapshot: &snapshot,
         disk: api.store.stats(),
         load,
+        app: api.app.as_ref().map(|app| app.status()),
     };
     match report {
         Report::Status => Response::json(200, &report::status(&facts)),
@@ -230,14 +313,16 @@ fn note_defences(stats: &Stats, outcome: &Outcome) {
 /// The answers tiny_http's connection layer gives on its own (a malformed or too slow
 /// request, too many connections, …): worded as the API's errors, with the same headers, and
 /// counted in `http_requests_total` like them (under route `other` when the path is unknown
-/// or was never read).
-fn refusals(stats: Arc<Stats>, network: Option<String>) -> tiny_http::Refusals {
+/// or was never read, `app` when it is the application's).
+fn refusals(stats: Arc<Stats>, network: Option<String>, with_app: bool) -> tiny_http::Refusals {
     Arc::new(move |refusal: &tiny_http::Refusal<'_>| {
         if refusal.cause == tiny_http::Cause::TooManyConnections {
             stats.warn(Warning::TooManyConnections, 1, Instant::now());
         }
         stats.requests.count(
-            refusal.target.map_or(Label::Other, Label::of),
+            refusal
+                .target
+                .map_or(Label::Other, |target| Label::of_target(target, with_app)),
             refusal.method.map_or("other", tiny_http::Method::as_str),
             refusal.status.0,
         );
@@ -262,9 +347,21 @@ fn send(
     stats: &Stats,
     network: &Option<String>,
 ) {
+    let status = response.status;
+    deliver(request, label, status, to_tiny(response, network), stats);
+}
+
+/// Counts an answer of `status` and hands it to the connection thread.
+fn deliver(
+    request: tiny_http::Request,
+    label: Label,
+    status: u16,
+    answer: tiny_http::Response,
+    stats: &Stats,
+) {
     let method = request.method().as_str();
-    stats.requests.count(label, method, response.status);
-    if response.status == 429 {
+    stats.requests.count(label, method, status);
+    if status == 429 {
         stats.warn(Warning::RateLimited, 1, Instant::now());
     }
     log::debug!(
@@ -273,10 +370,10 @@ fn send(
         request
             .remote_addr()
             .map_or_else(|| "?".to_string(), |a| a.ip().to_string()),
-        response.status
+        status
     );
     // An error means the client has gone: nothing left to do.
-    let _ = request.respond(to_tiny(response, network));
+    let _ = request.respond(answer);
 }
 
 /// Every answer's headers and body, the API's and the connection layer's alike (tiny_http

@@ -50,12 +50,17 @@ impl Default for Round {
     }
 }
 
-/// The methods requests are counted under.
-pub const METHODS: [&str; 5] = ["GET", "HEAD", "POST", "DELETE", "other"];
+/// The methods requests are counted under (`PUT`, `PATCH` and `OPTIONS` for a chain
+/// application's routes, SPEC §13).
+pub const METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other",
+];
 /// The statuses requests are counted under; anything else counts as `other`. 408, 414, 417,
-/// 431, 501 and 505 are only ever answered by the connection layer (tiny_http's `Refusals`).
-pub const STATUSES: [u16; 18] = [
-    200, 400, 403, 404, 405, 408, 413, 414, 417, 429, 431, 500, 501, 502, 503, 504, 505, 507,
+/// 431, 501 and 505 are only ever answered by the connection layer (tiny_http's `Refusals`);
+/// 201, 204, 3xx, 401, 409 and 422 only by a chain application (SPEC §13).
+pub const STATUSES: [u16; 26] = [
+    200, 201, 204, 301, 302, 304, 400, 401, 403, 404, 405, 408, 409, 413, 414, 417, 422, 429, 431,
+    500, 501, 502, 503, 504, 505, 507,
 ];
 
 /// Status cells: one per entry of `STATUSES`, and `other`.
@@ -281,7 +286,7 @@ mod tests {
         counts.count(Label::Nodes, "GET", 200);
         counts.count(Label::Nodes, "GET", 200);
         counts.count(Label::Root, "POST", 400);
-        counts.count(Label::Other, "PATCH", 418);
+        counts.count(Label::Other, "BREW", 418);
         assert_eq!(
             counts.nonzero(),
             vec![

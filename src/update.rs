@@ -83,6 +83,19 @@ pub struct NodeRole {
     pub seed_domains: Vec<String>,
 }
 
+/// Whether a node announces itself in a round. A node whose chain application fails its
+/// health check (`--app_health`, SPEC §13) goes quiet: it sends no `POST /` with itself and
+/// no node body with its `GET /nodes/`, and checks its peers with `GET /` instead, so that its
+/// table stays healthy while nobody is told of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Presence {
+    /// Announce itself to seeds and peers (SPEC §7).
+    #[default]
+    Announce,
+    /// Tell nobody of itself this round.
+    Quiet,
+}
+
 /// Everything a round works with.
 pub struct Updater<M, T, C> {
     pub members: M,
@@ -96,37 +109,62 @@ pub struct Updater<M, T, C> {
 impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
     /// Runs one round; `stopping` is asked between steps and ends the round early when true.
     pub fn round(&self, upkeep: &mut Upkeep, stopping: &dyn Fn() -> bool) -> Round {
+        self.round_as(Presence::Announce, upkeep, stopping)
+    }
+
+    /// Runs one round, a node announcing itself or not as `presence` says (a seed has
+    /// nothing to announce); see `round`.
+    pub fn round_as(
+        &self,
+        presence: Presence,
+        upkeep: &mut Upkeep,
+        stopping: &dyn Fn() -> bool,
+    ) -> Round {
         upkeep.start_round(self.clock.now());
         let mut round = Round::default();
         match &self.role {
             Role::Dns => {
                 let all = self.members.snapshot().all();
-                self.check(&all, upkeep, &mut round);
+                self.check(&all, Presence::Quiet, upkeep, &mut round);
             }
-            Role::Node(node) => self.cycle(node, upkeep, &mut round, stopping),
+            Role::Node(node) => self.cycle(node, presence, upkeep, &mut round, stopping),
         }
         round.known = self.members.snapshot().known().len();
         round
     }
 
-    /// The node's cycle (SPEC §7, with SPEC §11's rules for learned nodes).
+    /// The node's cycle (SPEC §7, with SPEC §11's rules for learned nodes); a quiet one
+    /// (`Presence::Quiet`) tells nobody of this node.
     fn cycle(
         &self,
         role: &NodeRole,
+        presence: Presence,
         upkeep: &mut Upkeep,
         round: &mut Round,
         stopping: &dyn Fn() -> bool,
     ) {
+        let me = match presence {
+            Presence::Announce => Some(&role.me),
+            Presence::Quiet => None,
+        };
         // 1. Check: announce ourselves to every entry, and register with every seed, all at
-        //    once.
+        //    once (quiet: only check the entries).
         let all = self.members.snapshot().all();
         let seeds = Mutex::new(Vec::new());
-        self.check_and(&all, &role.seeds, upkeep, round, &|seed, result| {
-            seeds
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push((seed.clone(), result));
-        });
+        let registering: &[Node] = if me.is_some() { &role.seeds } else { &[] };
+        self.check_and(
+            &all,
+            registering,
+            presence,
+            upkeep,
+            round,
+            &|seed, result| {
+                seeds
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((seed.clone(), result));
+            },
+        );
         for (seed, result) in seeds.into_inner().unwrap_or_else(PoisonError::into_inner) {
             say_seed(upkeep, &seed, result.err().as_ref(), "registering");
         }
@@ -137,20 +175,20 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
         // 2. Exchange: ask every node we vouch for for its peers.
         let peers = self.members.snapshot().known().to_vec();
         let mut lists = Vec::new();
-        for (peer, answer) in peers.iter().zip(self.fetch_all(&peers, &role.me)) {
+        for (peer, answer) in peers.iter().zip(self.fetch_all(&peers, me)) {
             match answer {
                 Ok(list) => lists.push((peer, list)),
                 Err(e) => log::warn!("peer {peer}: {e}"),
             }
         }
-        self.learn(lists, "peer", role, upkeep, round);
+        self.learn(lists, "peer", role, presence, upkeep, round);
         if self.enough(role) || stopping() {
             return;
         }
 
         // 3. Seed: ask the seed servers, and look up the seed domains (SPEC §12), all at
         //    once; what a domain lists is taken as a seed's list is.
-        let (answers, lookups) = self.ask_seeds(role);
+        let (answers, lookups) = self.ask_seeds(role, me);
         let mut lists: Vec<(&dyn fmt::Display, PeerList)> = Vec::new();
         for (seed, answer) in role.seeds.iter().zip(answers) {
             say_seed(upkeep, seed, answer.as_ref().err(), "asking");
@@ -160,14 +198,18 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
             say_domain(upkeep, domain, lookup.as_ref().err());
             lists.extend(lookup.ok().map(|list| (domain as &dyn fmt::Display, list)));
         }
-        self.learn(lists, "seed", role, upkeep, round);
+        self.learn(lists, "seed", role, presence, upkeep, round);
     }
 
     /// `GET /nodes/` from every seed and a lookup of every seed domain, in parallel; the
     /// results in the order of `role.seeds` and `role.seed_domains`.
-    fn ask_seeds(&self, role: &NodeRole) -> (Vec<SeedAnswer>, Vec<DomainAnswer>) {
+    fn ask_seeds(
+        &self,
+        role: &NodeRole,
+        me: Option<&Node>,
+    ) -> (Vec<SeedAnswer>, Vec<DomainAnswer>) {
         if role.seed_domains.is_empty() {
-            return (self.fetch_all(&role.seeds, &role.me), Vec::new());
+            return (self.fetch_all(&role.seeds, me), Vec::new());
         }
         let seeds: Vec<Mutex<Option<SeedAnswer>>> =
             role.seeds.iter().map(|_| Mutex::new(None)).collect();
@@ -177,7 +219,7 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
         self.transport
             .each(n + domains.len(), &|i| match role.seeds.get(i) {
                 Some(seed) => {
-                    let answer = self.transport.fetch_nodes(seed, Some(&role.me));
+                    let answer = self.transport.fetch_nodes(seed, me);
                     *seeds[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(answer);
                 }
                 None => {
@@ -198,12 +240,13 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
         )
     }
 
-    /// `GET /nodes/` from each of `nodes` in parallel, in their order.
-    fn fetch_all(&self, nodes: &[Node], me: &Node) -> Vec<Result<PeerList, PeerError>> {
+    /// `GET /nodes/` from each of `nodes` in parallel, in their order; with `me` as the body
+    /// when given.
+    fn fetch_all(&self, nodes: &[Node], me: Option<&Node>) -> Vec<Result<PeerList, PeerError>> {
         let answers: Vec<Mutex<Option<Result<PeerList, PeerError>>>> =
             nodes.iter().map(|_| Mutex::new(None)).collect();
         self.transport.each(nodes.len(), &|i| {
-            let answer = self.transport.fetch_nodes(&nodes[i], Some(me));
+            let answer = self.transport.fetch_nodes(&nodes[i], me);
             *answers[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(answer);
         });
         answers
@@ -221,18 +264,18 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
         self.members.snapshot().known().len() >= role.kn_limit
     }
 
-    /// The one request that checks `node`: `GET /` for a seed, `POST /` with ourselves for a
-    /// node (which announces us too).
-    fn check_one(&self, node: &Node) -> Result<(), PeerError> {
-        match &self.role {
-            Role::Dns => self.transport.probe(node),
-            Role::Node(role) => self.transport.announce(node, &role.me),
+    /// The one request that checks `node`: `POST /` with ourselves for a node that announces
+    /// itself (which announces us too), `GET /` otherwise (a seed, a quiet node).
+    fn check_one(&self, node: &Node, presence: Presence) -> Result<(), PeerError> {
+        match (&self.role, presence) {
+            (Role::Node(role), Presence::Announce) => self.transport.announce(node, &role.me),
+            _ => self.transport.probe(node),
         }
     }
 
     /// Checks `nodes` in parallel and records the results: see `check_and`.
-    fn check(&self, nodes: &[Node], upkeep: &mut Upkeep, round: &mut Round) {
-        self.check_and(nodes, &[], upkeep, round, &|_, _| {});
+    fn check(&self, nodes: &[Node], presence: Presence, upkeep: &mut Upkeep, round: &mut Round) {
+        self.check_and(nodes, &[], presence, upkeep, round, &|_, _| {});
     }
 
     /// Checks `nodes`, and makes the same request to each of `extra` (handing its result to
@@ -245,6 +288,7 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
         &self,
         nodes: &[Node],
         extra: &[Node],
+        presence: Presence,
         upkeep: &mut Upkeep,
         round: &mut Round,
         on_extra: &(dyn Fn(&Node, Result<(), PeerError>) + Sync),
@@ -255,9 +299,9 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
         self.transport.each(nodes.len() + extra.len(), &|i| {
             let Some(node) = nodes.get(i) else {
                 let seed = &extra[i - nodes.len()];
-                return on_extra(seed, self.check_one(seed));
+                return on_extra(seed, self.check_one(seed, presence));
             };
-            let result = self.check_one(node);
+            let result = self.check_one(node, presence);
             let failures = snapshot.table.entry(node).map_or(0, |e| e.failures());
             if let Some(online) = self.record(node, failures, result, &tally) {
                 results
@@ -350,6 +394,7 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
         lists: Vec<(F, PeerList)>,
         what: &str,
         role: &NodeRole,
+        presence: Presence,
         upkeep: &mut Upkeep,
         round: &mut Round,
     ) {
@@ -383,7 +428,7 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
         let online = Mutex::new(Vec::new());
         self.transport.each(candidates.len(), &|i| {
             let node = &candidates[i];
-            match self.transport.announce(node, &role.me) {
+            match self.check_one(node, presence) {
                 Ok(()) => online
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -477,11 +522,27 @@ pub fn run<M: Membership, T: Transport, C: Clock>(
     fail_limit: u32,
     stop: &Receiver<()>,
 ) {
+    run_as(updater, stats, interval, fail_limit, stop, &|| {
+        Presence::Announce
+    });
+}
+
+/// `run`, asking `presence` before each round whether the node announces itself in it (a
+/// node behind a chain application checks the application's health there, SPEC §13).
+pub fn run_as<M: Membership, T: Transport, C: Clock>(
+    updater: &Updater<M, T, C>,
+    stats: &Stats,
+    interval: Duration,
+    fail_limit: u32,
+    stop: &Receiver<()>,
+    presence: &dyn Fn() -> Presence,
+) {
     let mut upkeep = Upkeep::new(fail_limit, interval);
     let stopping = || !matches!(stop.try_recv(), Err(TryRecvError::Empty));
     loop {
         let started = updater.clock.now();
-        match guarded(stats, || updater.round(&mut upkeep, &stopping)) {
+        let round = || updater.round_as(presence(), &mut upkeep, &stopping);
+        match guarded(stats, round) {
             Some(mut round) => {
                 round.duration = updater.clock.now().saturating_duration_since(started);
                 round.ended = SystemTime::now();

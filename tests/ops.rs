@@ -267,7 +267,7 @@ fn metrics_are_prometheus_text_and_counters_only_grow() {
         "seedmesh_http_requests_total{route=/,method=POST,status=400}",
         "seedmesh_http_requests_total{route=/nodes/,method=GET,status=200}",
         "seedmesh_http_requests_total{route=other,method=GET,status=404}",
-        "seedmesh_http_requests_total{route=/,method=other,status=405}",
+        "seedmesh_http_requests_total{route=/,method=PUT,status=405}",
         "seedmesh_http_requests_total{route=/nodes/,method=POST,status=200}",
     ] {
         assert!(second.value(key) >= 1.0, "{key}");

@@ -53,6 +53,7 @@ fn config() -> ApiConfig {
         verify_source: false,
         admin_token: Some("s3cret-s3cret-s3cret".into()),
         network: None,
+        app_body_limit: None,
     }
 }
 
@@ -119,6 +120,7 @@ fn call(
             answer.finish(f.commit(change), &mut f.rng.borrow_mut())
         }
         Reply::Report(report) => panic!("{report:?} is rendered by the server"),
+        Reply::Forward(forward) => panic!("{forward:?} is for the application"),
     }
 }
 
@@ -715,7 +717,7 @@ fn a_registration_from_another_network_is_403() {
                     .finish(f.commit(change), &mut f.rng.borrow_mut())
                     .status
             }
-            Reply::Report(_) => unreachable!(),
+            Reply::Report(_) | Reply::Forward(_) => unreachable!(),
         }
     };
     assert_eq!(register(Some("test")), 403);
@@ -791,4 +793,139 @@ fn local_addresses_are_refused_where_the_rule_says_so() {
         assert!(error(&answer).contains(reason), "{ip}: {}", error(&answer));
     }
     assert!(ports(&get(&f, "/nodes/")).is_empty());
+}
+
+/// The decision for `method target` with `body`, by a node with `--app` whose body limit is
+/// 1 MiB.
+fn decide_with_app(method: &str, target: &str, body: Body<'_>) -> Decision {
+    let f = fixture(
+        100,
+        ApiConfig {
+            app_body_limit: Some(1 << 20),
+            ..config()
+        },
+    );
+    f.decide(&Request {
+        method,
+        target,
+        body,
+        caller: REMOTE,
+        authorization: None,
+        network: None,
+    })
+}
+
+#[test]
+fn with_an_application_the_paths_that_are_not_the_apis_are_forwarded() {
+    for (method, target) in [
+        ("GET", "/blocks/0"),
+        ("GET", "/blockchain/"),
+        ("HEAD", "/blocks/0?verbose=1"),
+        ("PATCH", "/transactions/"),
+        ("PROPFIND", "/utxo"),
+        ("GET", "/nodesx"),
+        ("GET", "/status/x"),
+        ("GET", "//nodes/"),
+    ] {
+        let decision = decide_with_app(method, target, Body::Bytes(b""));
+        assert_eq!(decision.label, Label::App, "{method} {target}");
+        match decision.reply {
+            Reply::Forward(forward) => {
+                assert_eq!(forward.target, target);
+                assert!(forward.with_body);
+            }
+            other => panic!("{method} {target}: {other:?}"),
+        }
+    }
+    let unframed = decide_with_app("GET", "/blocks/0", Body::Unframed);
+    assert!(matches!(
+        unframed.reply,
+        Reply::Forward(Forward {
+            with_body: false,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn the_apis_own_paths_stay_the_apis_with_an_application() {
+    for (target, label) in [
+        ("/", Label::Root),
+        ("/nodes", Label::Nodes),
+        ("/nodes/?limit=3", Label::Nodes),
+        ("/nodes/random/", Label::Random),
+        ("/nodes/0/", Label::Index),
+        ("/status/", Label::Status),
+        ("/metrics", Label::Metrics),
+    ] {
+        let decision = decide_with_app("GET", target, Body::Bytes(b""));
+        assert_eq!(decision.label, label, "{target}");
+        assert!(!matches!(decision.reply, Reply::Forward(_)), "{target}");
+    }
+    // Under /nodes/ a path no route matches is the API's 404, not the application's.
+    let decision = decide_with_app("GET", "/nodes/abc/", Body::Bytes(b""));
+    match decision.reply {
+        Reply::Now(response) => assert_eq!(response.status, 404),
+        other => panic!("{other:?}"),
+    }
+    // Targets that are not a path are never forwarded.
+    for (method, target) in [("OPTIONS", "*"), ("CONNECT", "127.0.0.1:8080")] {
+        let decision = decide_with_app(method, target, Body::Bytes(b""));
+        assert_eq!(decision.label, Label::Other, "{target}");
+    }
+}
+
+#[test]
+fn without_an_application_unknown_paths_are_404_as_ever() {
+    let f = fixture(100, config());
+    let response = call(&f, "GET", "/blocks/0", "", REMOTE, None);
+    assert_eq!(response.status, 404);
+    assert_eq!(error(&response), "no such path: /blocks/0");
+}
+
+#[test]
+fn a_body_over_the_application_limit_is_413_and_not_forwarded() {
+    let decision = decide_with_app("POST", "/transactions/", Body::TooLarge);
+    assert_eq!(decision.label, Label::App);
+    match decision.reply {
+        Reply::Now(response) => {
+            assert_eq!(response.status, 413);
+            assert_eq!(
+                error(&response),
+                "request body is over 1 MiB (--app_body_limit); it was not forwarded"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_body_limit_is_decided_by_path() {
+    let app = Some(3 << 20);
+    assert_eq!(body_limit("/blocks/0", app), 3 << 20);
+    assert_eq!(body_limit("/blocks/0?x=/nodes/", app), 3 << 20);
+    for api in [
+        "/",
+        "/nodes/",
+        "/nodes?limit=2",
+        "/nodes/7",
+        "/status",
+        "/metrics/",
+        "*",
+    ] {
+        assert_eq!(body_limit(api, app), MAX_BODY_BYTES, "{api}");
+    }
+    assert_eq!(body_limit("/blocks/0", None), MAX_BODY_BYTES);
+    // An application limit below the API's applies to the application's paths alone.
+    assert_eq!(body_limit("/blocks/0", Some(1000)), 1000);
+    assert_eq!(body_limit("/nodes/", Some(1000)), MAX_BODY_BYTES);
+}
+
+#[test]
+fn the_applications_paths_are_labelled_app_only_with_an_application() {
+    assert_eq!(Label::of_target("/blocks/0", true), Label::App);
+    assert_eq!(Label::of_target("/blocks/0", false), Label::Other);
+    assert_eq!(Label::of_target("/nodes/?limit=2", true), Label::Nodes);
+    assert_eq!(Label::of_target("/nodes/x", true), Label::Other);
+    assert_eq!(Label::of_target("*", true), Label::Other);
 }

@@ -57,8 +57,8 @@ impl Transport for FakeNet {
         self.answer("announce", node)
     }
 
-    fn fetch_nodes(&self, node: &Node, _me: Option<&Node>) -> Result<PeerList, PeerError> {
-        self.answer("fetch", node)?;
+    fn fetch_nodes(&self, node: &Node, me: Option<&Node>) -> Result<PeerList, PeerError> {
+        self.answer(if me.is_some() { "fetch" } else { "fetch-quiet" }, node)?;
         Ok(PeerList {
             nodes: self.lists.get(node).cloned().unwrap_or_default(),
             invalid: 0,
@@ -207,6 +207,42 @@ fn a_node_short_of_peers_asks_its_peers_then_the_seeds() {
     assert_eq!(learned, vec![1, 2, 3, 4]);
     assert_eq!(updater.transport.asked("fetch"), vec![1, 900]);
     assert_eq!(round.learned, 3);
+}
+
+#[test]
+fn a_quiet_node_tells_nobody_of_itself_yet_keeps_its_table_healthy() {
+    let net = FakeNet {
+        online: [n(1), n(3), n(4), n(900)].into(),
+        lists: HashMap::from([(n(1), vec![n(3)]), (n(900), vec![n(4)])]),
+        ..FakeNet::default()
+    };
+    let updater = updater(
+        store(&[n(1), n(2)], Some(&n(100))),
+        net,
+        Role::Node(node_role(10)),
+    );
+    let mut upkeep = Upkeep::new(1, Duration::from_secs(60));
+    let round = updater.round_as(Presence::Quiet, &mut upkeep, &never);
+    let net = &updater.transport;
+    assert!(net.asked("announce").is_empty(), "no POST / with itself");
+    assert!(
+        net.asked("fetch").is_empty(),
+        "no node body with GET /nodes/"
+    );
+    // Peers checked with GET / (the dead one removed), the seed not registered with but
+    // asked, and learned nodes checked with GET / too.
+    assert_eq!(net.asked("probe"), vec![1, 2, 3, 4]);
+    assert_eq!(net.asked("fetch-quiet"), vec![1, 900]);
+    let mut known = ports(&updater.members);
+    known.sort_unstable();
+    assert_eq!(known, vec![1, 3, 4]);
+    assert_eq!((round.removed, round.learned), (1, 2));
+
+    // Announcing again, it registers with the seed and announces itself to every peer.
+    updater.round_as(Presence::Announce, &mut upkeep, &never);
+    let mut announced = updater.transport.asked("announce");
+    announced.sort_unstable();
+    assert_eq!(announced, vec![1, 3, 4, 900]);
 }
 
 #[test]

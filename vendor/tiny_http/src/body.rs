@@ -18,7 +18,7 @@ const MAX_CHUNK_LINE: usize = 1024;
 /// A request body as read from the wire.
 pub(crate) struct Body {
     pub(crate) data: Vec<u8>,
-    /// Bigger than `Limits::max_body_bytes`: not read (beyond that much), and `data` is empty.
+    /// Bigger than the request's body limit: not read (beyond that much), and `data` is empty.
     pub(crate) too_large: bool,
 }
 
@@ -31,16 +31,17 @@ impl Body {
     }
 }
 
-/// Reads the body `framing` announces, unless it is larger than allowed, by `deadline`.
+/// Reads the body `framing` announces, unless it is larger than `max` bytes, by `deadline`.
 pub(crate) fn read(
     input: &mut Input,
     framing: Framing,
     deadline: Instant,
+    max: usize,
     limits: &Limits,
 ) -> Result<Body, Failure> {
     match framing {
         Framing::None | Framing::Length(0) => Ok(Body::empty(false)),
-        Framing::Length(n) if n > limits.max_body_bytes as u64 => Ok(Body::empty(true)),
+        Framing::Length(n) if n > max as u64 => Ok(Body::empty(true)),
         Framing::Length(n) => {
             let mut data = vec![0; n as usize];
             input.read_exact(&mut data, deadline).map_err(io_failure)?;
@@ -49,7 +50,7 @@ pub(crate) fn read(
                 too_large: false,
             })
         }
-        Framing::Chunked => Ok(match read_chunked(input, deadline, limits)? {
+        Framing::Chunked => Ok(match read_chunked(input, deadline, max, limits)? {
             Some(data) => Body {
                 data,
                 too_large: false,
@@ -59,14 +60,14 @@ pub(crate) fn read(
     }
 }
 
-/// Decodes a chunked body (RFC 9112 §7.1). `None` when its content is larger than
-/// `Limits::max_body_bytes`; the rest is then left unread.
+/// Decodes a chunked body (RFC 9112 §7.1). `None` when its content is larger than `max`
+/// bytes; the rest is then left unread.
 fn read_chunked(
     input: &mut Input,
     deadline: Instant,
+    max: usize,
     limits: &Limits,
 ) -> Result<Option<Vec<u8>>, Failure> {
-    let max = limits.max_body_bytes;
     // Chunk-size lines and CRLFs cost this much at most: enough for the whole body in
     // chunks of a few bytes, not for endless framing around no content.
     let mut framing_left = max.saturating_mul(4).saturating_add(limits.max_head_bytes);

@@ -56,9 +56,10 @@ fn serve_requests(input: &mut Input, peer: SocketAddr, shared: &Arc<Shared>) -> 
             }
         };
         let line = Some((&head.method, head.target.as_str()));
+        let body_limit = limits.body_bytes(&head.method, &head.target);
         let has_body = match head.framing {
             Framing::None => false,
-            Framing::Length(n) => n > 0 && n <= limits.max_body_bytes as u64,
+            Framing::Length(n) => n > 0 && n <= body_limit as u64,
             Framing::Chunked => true,
         };
         if head.expects_continue && has_body {
@@ -66,7 +67,7 @@ fn serve_requests(input: &mut Input, peer: SocketAddr, shared: &Arc<Shared>) -> 
             let _ = input.write_all(&[b"HTTP/1.1 100 Continue\r\n\r\n"]);
         }
         let deadline = head.started + limits.idle_timeout;
-        let body = match body::read(input, head.framing, deadline, limits) {
+        let body = match body::read(input, head.framing, deadline, body_limit, limits) {
             Ok(body) => body,
             Err(failure) => return refuse(input, peer, shared, failure, line),
         };

@@ -65,8 +65,14 @@ pub struct Limits {
     pub max_head_bytes: usize,
     /// Most bytes in a request body. A larger body is never stored: the request is handed
     /// over with `Request::body_too_large()` set and an empty body, and the connection is
-    /// closed in stages after the answer (see `linger_bytes`).
+    /// closed in stages after the answer (see `linger_bytes`). `body_limit`, when set, decides
+    /// instead.
     pub max_body_bytes: usize,
+    /// Decides each request's body limit from its head (method and target), in place of
+    /// `max_body_bytes`: for instance a larger one for the paths a server forwards elsewhere.
+    /// Everything `max_body_bytes` says holds for the limit it returns. `None`:
+    /// `max_body_bytes` for every request.
+    pub body_limit: Option<BodyLimit>,
     /// Stack size of each connection thread.
     pub connection_stack_bytes: usize,
     /// When the server ends a connection, it first closes its sending side, then reads and
@@ -85,10 +91,40 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(10),
             max_head_bytes: 16 * 1024,
             max_body_bytes: 64 * 1024,
+            body_limit: None,
             connection_stack_bytes: 128 * 1024,
             linger_bytes: 4 * 1024 * 1024,
             linger_time: Duration::from_secs(2),
         }
+    }
+}
+
+impl Limits {
+    /// The body limit of a request with this method and target, in bytes.
+    pub(crate) fn body_bytes(&self, method: &Method, target: &str) -> usize {
+        match &self.body_limit {
+            Some(BodyLimit(decide)) => decide(method, target),
+            None => self.max_body_bytes,
+        }
+    }
+}
+
+/// A request's body limit in bytes, decided from its method and its target (origin form,
+/// `/path?query`) once the head is read and before any of the body is. It runs on the
+/// connection's thread for every request: it must be quick and must not block.
+#[derive(Clone)]
+pub struct BodyLimit(Arc<dyn Fn(&Method, &str) -> usize + Send + Sync>);
+
+impl BodyLimit {
+    /// The limit `decide(method, target)` returns, in bytes.
+    pub fn new(decide: impl Fn(&Method, &str) -> usize + Send + Sync + 'static) -> BodyLimit {
+        BodyLimit(Arc::new(decide))
+    }
+}
+
+impl std::fmt::Debug for BodyLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BodyLimit(..)")
     }
 }
 

@@ -17,7 +17,7 @@ use crate::{HTTPVersion, Header, Method, Response, Shared};
 /// An HTTP request made by a client.
 ///
 /// In this fork the whole body is read before the request is handed out (see
-/// `Limits::max_body_bytes`), and `respond` renders the response into memory for the
+/// `Limits::max_body_bytes` and `Limits::body_limit`), and `respond` renders the response into memory for the
 /// connection's own thread to write: answering never blocks on the client. Requests of one
 /// connection are handed out one at a time, in order. A `Request` dropped without an answer
 /// is answered 500 through the server's `Refusals` hook (`Cause::Unanswered`).
@@ -105,7 +105,8 @@ impl Request {
         }
     }
 
-    /// True when the body was larger than `Limits::max_body_bytes`: it was not read, the
+    /// True when the body was larger than the request's limit (`Limits::max_body_bytes`, or
+    /// what `Limits::body_limit` decided for it): it was not read, the
     /// reader is empty, and the connection closes in stages after the answer (RFC 9112
     /// §9.6), so that a client still sending reads it.
     #[inline]

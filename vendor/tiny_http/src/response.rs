@@ -22,6 +22,20 @@ pub struct Response {
     status_code: StatusCode,
     headers: Vec<Header>,
     body: SharedBody,
+    /// The `Content-Length` an answer to `HEAD` declares.
+    head_length: HeadLength,
+}
+
+/// The `Content-Length` of an answer to `HEAD` (RFC 9110 §9.3.2, §8.6: the length a `GET`
+/// would get, or none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HeadLength {
+    /// The body's length: the body is what a `GET` would get.
+    Body,
+    /// This many bytes: the body is not held (a `HEAD` answer relayed from elsewhere).
+    Declared(u64),
+    /// Unknown: no `Content-Length`.
+    Unknown,
 }
 
 /// A response rendered for the connection thread: the status line and headers, the body
@@ -63,6 +77,7 @@ impl Response {
             status_code: StatusCode(200),
             headers: Vec::new(),
             body,
+            head_length: HeadLength::Body,
         }
     }
 
@@ -133,6 +148,16 @@ impl Response {
         self
     }
 
+    /// This response, answering a `HEAD` request whose `GET` would get a body of `length`
+    /// bytes (`None`: unknown), held elsewhere: a `HEAD` answer relayed from another server.
+    /// Its `Content-Length` says `length` (or is left out), whatever this response's own
+    /// (empty) body. Answers to other methods are unaffected.
+    #[must_use]
+    pub fn with_head_length(mut self, length: Option<u64>) -> Response {
+        self.head_length = length.map_or(HeadLength::Unknown, HeadLength::Declared);
+        self
+    }
+
     /// The status this response answers with.
     pub fn status_code(&self) -> StatusCode {
         self.status_code
@@ -172,10 +197,15 @@ impl Response {
             );
         }
         let bodiless = matches!(status, 100..=199 | 204 | 304);
-        if !bodiless {
+        let length = match (answering.head_request, self.head_length) {
+            (true, HeadLength::Declared(n)) => Some(n),
+            (true, HeadLength::Unknown) => None,
+            _ => Some(self.data_length() as u64),
+        };
+        if let (false, Some(length)) = (bodiless, length) {
             push(
                 &mut head,
-                &["Content-Length: ", &self.data_length().to_string(), "\r\n"],
+                &["Content-Length: ", &length.to_string(), "\r\n"],
             );
         }
         if answering.close {
@@ -277,6 +307,20 @@ mod tests {
         let rendered = Response::empty(204).render(answering(HTTPVersion(1, 1), false, false));
         assert!(!head_of(&rendered).contains("Content-Length"));
         assert!(rendered.body.is_none());
+    }
+
+    #[test]
+    fn a_relayed_head_answer_declares_the_length_a_get_would_get() {
+        let relayed = || Response::empty(200).with_head_length(Some(1234));
+        let head = relayed().render(answering(HTTPVersion(1, 1), true, false));
+        assert!(head_of(&head).contains("Content-Length: 1234\r\n"));
+        assert!(head.body.is_none());
+        let unknown = Response::empty(200).with_head_length(None);
+        let head = unknown.render(answering(HTTPVersion(1, 1), true, false));
+        assert!(!head_of(&head).contains("Content-Length"));
+        // Another method gets what the body holds.
+        let get = relayed().render(answering(HTTPVersion(1, 1), false, false));
+        assert!(head_of(&get).contains("Content-Length: 0\r\n"));
     }
 
     #[test]

@@ -183,3 +183,53 @@ fn a_client_that_never_stops_sending_is_closed_after_linger_time() {
     );
     let _ = reader.shutdown(Shutdown::Both);
 }
+
+#[test]
+fn a_body_limit_decided_from_the_head_applies_to_that_request_alone() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let limits = Limits {
+        max_body_bytes: 10,
+        // `/big…` takes bodies of up to 100 bytes, the rest keeps `max_body_bytes`' 10.
+        body_limit: Some(tiny_http::BodyLimit::new(|_, target| {
+            if target.starts_with("/big") { 100 } else { 10 }
+        })),
+        ..short_limits()
+    };
+    let server = Arc::new(Server::from_listener(listener, limits).unwrap());
+    let addr = server.server_addr();
+    let worker = Arc::clone(&server);
+    thread::spawn(move || {
+        while let Ok(mut request) = worker.recv() {
+            let mut body = Vec::new();
+            request.as_reader().read_to_end(&mut body).unwrap();
+            let said = format!("{} {}", body.len(), request.body_too_large());
+            let _ = request.respond(Response::from_string(said));
+        }
+    });
+    let post = |target: &str, body: &[u8], chunked: bool| {
+        let mut stream = connect(addr);
+        let framing = match chunked {
+            true => "Transfer-Encoding: chunked".to_owned(),
+            false => format!("Content-Length: {}", body.len()),
+        };
+        let mut raw = format!("POST {target} HTTP/1.1\r\n{framing}\r\nConnection: close\r\n\r\n")
+            .into_bytes();
+        match chunked {
+            true => {
+                raw.extend(format!("{:x}\r\n", body.len()).as_bytes());
+                raw.extend(body);
+                raw.extend(b"\r\n0\r\n\r\n");
+            }
+            false => raw.extend(body),
+        }
+        let _ = stream.write_all(&raw);
+        let text = read_all(&mut stream);
+        text.rsplit("\r\n\r\n").next().unwrap().to_owned()
+    };
+    for chunked in [false, true] {
+        assert_eq!(post("/big", &[b'x'; 100], chunked), "100 false");
+        assert_eq!(post("/big?x", &[b'x'; 101], chunked), "0 true");
+        assert_eq!(post("/small", &[b'x'; 10], chunked), "10 false");
+        assert_eq!(post("/small", &[b'x'; 11], chunked), "0 true");
+    }
+}
