@@ -1,5 +1,6 @@
 //! seedmesh: peer discovery for a blockchain network. A seed server (`dns`) and nodes
-//! (`node`) that find each other over plain HTTP/JSON; see SPEC in the README.
+//! (`node`) that find each other over plain HTTP/JSON. The contract is docs/SPEC.md; the map
+//! of the code is ARCHITECTURE.md.
 //!
 //! Data flows one way: `server` turns an HTTP request into a `routes::Request`, `routes`
 //! decides the answer against a snapshot of the `store`, and changes are committed to disk by
