@@ -10,6 +10,8 @@ Builds seedmesh and runs a local network on 127.0.0.1: one dns (the seed server)
 (default 5, at least 2), each with its own directory and log under ./localnet. It prints each
 process's known count whenever one changes, until every node knows the N-1 others, and keeps
 running so that you can curl the processes or kill a node and watch it vanish from every list.
+The dns also answers DNS for the zone seed.test (DNS seeding, docs/dns-seeding.md):
+  dig @127.0.0.1 -p 5353 _seedmesh._tcp.seed.test SRV
 Ctrl-C stops them all cleanly. The first run builds for about 45 s.
 
   N                  how many nodes to start (default 5)
@@ -18,6 +20,8 @@ Ctrl-C stops them all cleanly. The first run builds for about 45 s.
 
 Environment:
   DNS_PORT          the seed's port (default 42020; 0 for any free port)
+  SEED_DNS_PORT     the seed's DNS port on 127.0.0.1, UDP and TCP (default 5353; 0 for any
+                    free port)
   LOCALNET_DIR      where directories and logs go (default ./localnet); one network per
                     directory: a second start there is refused while the first runs
   SEEDMESH_PROFILE  release (default) or debug: which build to run
@@ -40,6 +44,7 @@ done
 cd "$(dirname "$0")/.."
 dir=${LOCALNET_DIR:-localnet}
 dns_port=${DNS_PORT:-42020}
+seed_dns_port=${SEED_DNS_PORT:-5353}
 
 # One network per directory. The lock is held by this script and inherited by every process it
 # starts, so it stays held while any of them runs, and the kernel frees it when all are gone.
@@ -104,6 +109,18 @@ port_of() {
     exit 1
 }
 
+# Waits for the dns's second line, "dns seeding on IP:PORT", and prints IP:PORT.
+seeding_of() {
+    local line
+    for _ in $(seq 100); do
+        line=$(sed -n 's/^dns seeding on //p' "$dir/dns.out")
+        [[ -n $line ]] && { echo "$line"; return; }
+        sleep 0.05
+    done
+    echo "localnet: the dns did not say where it answers DNS; see $dir/dns.log" >&2
+    exit 1
+}
+
 # Known nodes of the process on port $1, by counting the entries of GET /nodes/.
 known() {
     local body
@@ -111,10 +128,12 @@ known() {
     { grep -o '"port"' <<<"$body" || true; } | wc -l | tr -d ' '
 }
 
-"$bin/dns" -i 127.0.0.1 -p "$dns_port" -d "$dir/dns" -u 2 > "$dir/dns.out" 2> "$dir/dns.log" &
+"$bin/dns" -i 127.0.0.1 -p "$dns_port" -d "$dir/dns" -u 2 \
+    --seed_zone seed.test --seed_listen "127.0.0.1:$seed_dns_port" > "$dir/dns.out" 2> "$dir/dns.log" &
 pids+=($!)
 dns_port=$(port_of dns "${pids[0]}")
-echo "dns      127.0.0.1:$dns_port  (pid ${pids[0]}, log $dir/dns.log)"
+seed_dns=$(seeding_of)
+echo "dns      127.0.0.1:$dns_port  (pid ${pids[0]}, log $dir/dns.log); DNS seeding on $seed_dns"
 
 ports=()
 for i in $(seq "$count"); do
@@ -126,6 +145,8 @@ done
 echo
 echo "known nodes per process, printed when a count changes (each node should reach $((count - 1))); Ctrl-C to stop"
 echo "try: curl -s localhost:$dns_port/nodes/ ; kill ${pids[1]}  (node1 vanishes from every list)"
+echo "     dig @127.0.0.1 -p ${seed_dns##*:} _seedmesh._tcp.seed.test SRV  (the nodes the seed's last sweep,"
+echo "     every 2 s, found online)"
 
 started=$SECONDS
 converged=false

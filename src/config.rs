@@ -89,6 +89,10 @@ pub struct Settings {
     /// `--network`: the `Seedmesh-Network` header value (SPEC §11): ASCII letters, digits,
     /// `-`, `_` and `.`, 1–64 of them.
     pub network: Option<String>,
+    /// `--seed_zone` and the `--seed_*` flags: DNS seeding (SPEC §12), `dns` only; `None`
+    /// when off (and then not shown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed_dns: Option<SeedDnsSettings>,
     /// `--log`, `-q`, `-v`: the log level.
     #[serde(serialize_with = "as_text")]
     pub log_level: log::LevelFilter,
@@ -108,6 +112,29 @@ pub struct NodeSettings {
     pub advertise: Option<Host>,
     /// `--app` and the `--app_*` flags: the chain application behind this node (SPEC §13).
     pub app: Option<AppSettings>,
+    /// `--seed_domain`: seeds found through DNS, `_seedmesh._tcp.NAME SRV` (SPEC §12); each
+    /// lowercase, without a final dot.
+    pub seed_domains: Vec<String>,
+    /// `--resolver`: the DNS server asked for them; `None`: the nameservers of
+    /// `/etc/resolv.conf`.
+    pub resolver: Option<SocketAddr>,
+}
+
+/// DNS seeding (SPEC §12): `dns --seed_zone NAME --seed_listen ADDR:PORT [--seed_port PORT]
+/// [--seed_ns NAME]...`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SeedDnsSettings {
+    /// `--seed_zone`: the zone answered authoritatively, lowercase, without the final dot.
+    pub zone: String,
+    /// `--seed_listen`: where DNS is served, over UDP and TCP on one port (port 0: any free
+    /// port).
+    pub listen: SocketAddr,
+    /// `--seed_port`: healthy nodes with an IP address on this port are the zone apex's
+    /// `A`/`AAAA` records.
+    pub port: u16,
+    /// `--seed_ns`: the zone's name servers as the parent zone delegates it; empty: `ns.ZONE`,
+    /// whose address is the `--seed_listen` address.
+    pub ns: Vec<String>,
 }
 
 /// The chain application behind a node (SPEC §13).
@@ -129,6 +156,9 @@ pub struct AppSettings {
     /// `--app_timeout`: time the application has to answer (default 10 s).
     #[serde(rename = "timeout_seconds", serialize_with = "seconds")]
     pub timeout: Duration,
+    /// `--app_workers`: threads that forward to the application, apart from the API's
+    /// `--workers`, so that a slow application never stalls the node's own API (default 8).
+    pub workers: usize,
 }
 
 /// `--allow_local`: whether loopback and link-local addresses are accepted as nodes (SPEC §11).

@@ -14,6 +14,7 @@ use signal_hook::iterator::Signals;
 
 use crate::app::App;
 use crate::config::{NODE_PORTS, Settings};
+use crate::dnsserver::{self, NodeSource};
 use crate::error::Error;
 use crate::logging::count;
 use crate::membership::Rules;
@@ -78,7 +79,7 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
             )));
         }
     }
-    let app = app_settings.map(|app| Arc::new(App::new(app, settings.workers, settings.upd_int)));
+    let app = app_settings.map(|app| Arc::new(App::new(app, app.workers, settings.upd_int)));
 
     let api = Arc::new(Api {
         config: ApiConfig {
@@ -104,17 +105,31 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
         )),
         app: app.clone(),
     });
+    // DNS seeding (SPEC §12): bound before `listening on`, so that a bad address stops the start.
+    let seed_dns = match &settings.seed_dns {
+        Some(seed) => {
+            let store = Arc::clone(&store);
+            let nodes: NodeSource = Arc::new(move || store.snapshot());
+            Some(dnsserver::start_for(seed, nodes, &stats)?)
+        }
+        None => None,
+    };
     let server = Server::start(
         listener,
         api,
         &ServerOptions {
             workers: settings.workers,
             max_connections: settings.max_conns,
+            app_workers: app_settings.map_or(0, |app| app.workers),
         },
     )?;
     // Tests and scripts wait for this line: it comes once connections are accepted.
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "listening on {}", server.addr()).and_then(|_| stdout.flush());
+    if let Some(dns) = &seed_dns {
+        let _ = writeln!(stdout, "dns seeding on {}", dns.addr()).and_then(|_| stdout.flush());
+        log::info!("dns seeding on {} (UDP and TCP)", dns.addr());
+    }
     drop(stdout);
     log::info!(
         "{} {} listening on {}{}; directory {}, file {}, {}",
@@ -144,6 +159,7 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
             me: me.clone(),
             seeds: node.seeds.clone(),
             kn_limit: node.kn_limit,
+            seed_domains: node.seed_domains.clone(),
         }),
         _ => Role::Dns,
     };
@@ -162,7 +178,8 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
                     .map(|node| node.seeds.clone())
                     .unwrap_or_default(),
             },
-        ),
+        )
+        .with_resolver(settings.node.as_ref().and_then(|node| node.resolver)),
         clock: SystemClock,
         role,
         rng: Mutex::new(fastrand::Rng::new()),
@@ -191,6 +208,9 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
     // Wake the update thread; it ends at once if asleep, or after its current step.
     drop(stop);
     server.shutdown(deadline);
+    if let Some(dns) = seed_dns {
+        dns.shutdown(deadline);
+    }
     // A round in progress may wait on a peer for up to --timeout: give it a moment to end,
     // no more. Nothing it does is owed to anyone, and the file is whole at any instant.
     let grace = UPDATE_GRACE.min(deadline.saturating_duration_since(Instant::now()));

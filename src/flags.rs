@@ -9,7 +9,9 @@ use std::ffi::OsString;
 
 use pico_args::{Arguments, Keys};
 
-use crate::config::{AllowLocal, AppSettings, Command, Env, Kind, NodeSettings, Settings};
+use crate::config::{
+    AllowLocal, AppSettings, Command, Env, Kind, NodeSettings, SeedDnsSettings, Settings,
+};
 use crate::error::Error;
 use crate::nodes::Host;
 
@@ -102,6 +104,10 @@ impl Flag {
     }
     const fn node_only(mut self, usage: Use) -> Flag {
         self.node = usage;
+        self
+    }
+    const fn dns_only(mut self, usage: Use) -> Flag {
+        self.dns = usage;
         self
     }
     const fn help(mut self, help: &'static str) -> Flag {
@@ -321,7 +327,40 @@ pub const FLAGS: &[Flag] = &[
     })
     .both(Use::Unset("none"))
     .help("network name sent and checked in the Seedmesh-Network header"),
-    // The DNS-seeding flags (SPEC §12) go here.
+    Flag::value("--seed_zone", "NAME", |d, v| {
+        set(&mut d.seed_zone, Some(zone(v)?))
+    })
+    .dns_only(Use::Unset("off"))
+    .help("answer DNS for this zone (_seedmesh._tcp.NAME SRV: healthy nodes and their ports)"),
+    Flag::value("--seed_listen", "ADDR:PORT", |d, v| {
+        set(&mut d.seed_listen, Some(socket_addr(v, true)?))
+    })
+    .dns_only(Use::Unset("none"))
+    .help("where DNS seeding answers, UDP and TCP (port 0: any free port); with --seed_zone"),
+    Flag::value("--seed_port", "PORT", |d, v| {
+        set(&mut d.seed_port, int(v, 1, 65535)?)
+    })
+    .dns_only(Use::Default("55000"))
+    .help("healthy nodes on this port are the zone's A/AAAA records"),
+    Flag::value("--seed_ns", "NAME", |d, v| {
+        d.seed_ns.push(zone(v)?);
+        Ok(())
+    })
+    .dns_only(Use::Unset("ns.ZONE"))
+    .repeatable()
+    .help("a name server of the zone, as the parent zone delegates it (its NS records)"),
+    Flag::value("--seed_domain", "NAME", |d, v| {
+        d.node.seed_domains.push(zone(v)?);
+        Ok(())
+    })
+    .node_only(Use::Unset("none"))
+    .repeatable()
+    .help("a seed found through DNS (_seedmesh._tcp.NAME SRV); without --dns, no HTTP seed"),
+    Flag::value("--resolver", "ADDR:PORT", |d, v| {
+        set(&mut d.node.resolver, Some(socket_addr(v, false)?))
+    })
+    .node_only(Use::Unset("the nameservers of /etc/resolv.conf"))
+    .help("the DNS server asked for --seed_domain"),
     Flag::value("--app", "URL", |d, v| {
         set(&mut d.app_url, Some(app_url(v)?))
     })
@@ -347,6 +386,11 @@ pub const FLAGS: &[Flag] = &[
     })
     .node_only(Use::Default("10"))
     .help("seconds the application has to answer"),
+    Flag::value("--app_workers", "N", |d, v| {
+        set(&mut d.app.workers, int(v, 1, 4096)?)
+    })
+    .node_only(Use::Default("8"))
+    .help("threads forwarding to the application, apart from --workers; beyond them 503"),
     Flag::value("--admin_token", "TOKEN", |d, v| {
         set(&mut d.token, Some(v.to_owned()))
     })

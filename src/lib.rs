@@ -1,5 +1,6 @@
 //! seedmesh: peer discovery for a blockchain network. A seed server (`dns`) and nodes
-//! (`node`) that find each other over plain HTTP/JSON; see SPEC in the README.
+//! (`node`) that find each other over plain HTTP/JSON. The contract is docs/SPEC.md; the map
+//! of the code is ARCHITECTURE.md.
 //!
 //! Data flows one way: `server` turns an HTTP request into a `routes::Request`, `routes`
 //! decides the answer against a snapshot of the `store`, and changes are committed to disk by
@@ -11,6 +12,12 @@ pub mod address;
 pub mod app;
 pub mod config;
 pub mod daemon;
+pub mod dnscache;
+pub mod dnscounts;
+pub mod dnsnodes;
+pub mod dnsseed;
+pub mod dnsserver;
+pub mod dnszone;
 pub mod error;
 pub mod flags;
 pub mod logging;
@@ -20,6 +27,7 @@ pub mod peers;
 pub mod policy;
 pub mod pyjson;
 pub mod report;
+pub mod resolve;
 pub mod response;
 pub mod routes;
 pub mod server;

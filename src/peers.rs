@@ -1,5 +1,6 @@
 //! The real `Transport`: HTTP requests to other processes with ureq (SPEC §5, §7, §10, §11),
-//! every one bounded by `--timeout`, run on at most `--check_threads` threads by `parallel`.
+//! every one bounded by `--timeout`, run on at most `--check_threads` threads by `parallel`;
+//! and the DNS lookups of seed domains (SPEC §12) through `resolve`, bounded the same way.
 //!
 //! Before any connection, the address is held to SPEC §11's local-address rule: an IP
 //! literal as it is, a name by each address it resolves to (resolved here, not by ureq, so
@@ -16,6 +17,7 @@ use std::time::Duration;
 use crate::config::Identity;
 use crate::nodes::{Host, Node};
 use crate::policy::LocalRule;
+use crate::resolve::LookupError;
 use crate::transport::{PeerError, PeerList, Transport};
 
 /// Resolves an IP-literal URL to its address without a thread, and a name with ureq's
@@ -91,6 +93,8 @@ pub struct Peers {
     threads: usize,
     timeout: Duration,
     policy: PeerPolicy,
+    /// `--resolver`: the DNS server asked for seed domains; `None`: the system's.
+    resolver: Option<SocketAddr>,
 }
 
 /// Where a request goes: the URL's origin (an IP literal, so ureq resolves nothing) and, for
@@ -130,7 +134,15 @@ impl Peers {
             threads,
             timeout,
             policy,
+            resolver: None,
         }
+    }
+
+    /// The same client, asking `resolver` (`None`: the nameservers of `/etc/resolv.conf`)
+    /// when it looks up a seed domain (SPEC §12).
+    pub fn with_resolver(mut self, resolver: Option<SocketAddr>) -> Peers {
+        self.resolver = resolver;
+        self
     }
 
     /// Where to send a request for `node`, once its address passed the rules.
@@ -282,6 +294,11 @@ impl Transport for Peers {
             .read_to_vec()
             .map_err(cause)?;
         parse_list(&body)
+    }
+
+    fn seed_domain(&self, domain: &str) -> Result<PeerList, LookupError> {
+        let nodes = crate::resolve::seed_nodes(domain, self.resolver, self.timeout)?;
+        Ok(PeerList { nodes, invalid: 0 })
     }
 
     fn each(&self, n: usize, work: &(dyn Fn(usize) + Sync)) {

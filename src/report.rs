@@ -470,5 +470,25 @@ pub fn metrics(facts: &Facts<'_>) -> String {
             count,
         );
     }
+    if profile.settings.seed_dns.is_some() {
+        out.family(
+            "dns_queries_total",
+            "counter",
+            "DNS seeding messages, by query type and response code (dropped: not answered).",
+        );
+        for (qtype, rcode, count) in stats.dns.nonzero() {
+            out.sample(
+                "dns_queries_total",
+                &[("qtype", qtype), ("rcode", rcode)],
+                count,
+            );
+        }
+        out.single(
+            "dns_answers_reused_total",
+            "counter",
+            "DNS seeding answers sent again from a UDP worker's cache instead of built.",
+            read(&stats.dns.reused),
+        );
+    }
     out.0
 }

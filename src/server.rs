@@ -2,12 +2,13 @@
 //! threads take them from its queue, turn each into a `routes::Request`, ask `routes` for the
 //! decision, and do what it says: answer, commit a change first (answered from the committer
 //! thread once it is on disk), render a report from the live counters, or forward the request
-//! to the chain application behind the node and relay its answer (SPEC §13; on the worker
-//! thread, within `--app_timeout`).
+//! to the chain application behind the node and relay its answer (SPEC §13; on a thread of
+//! its own, `--app_workers` of them, within `--app_timeout`, so that a slow application never
+//! holds the API's workers).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,8 @@ pub struct ServerOptions {
     pub workers: usize,
     /// Most connections open at once.
     pub max_connections: usize,
+    /// Threads forwarding to the application (`--app_workers`), when there is one.
+    pub app_workers: usize,
 }
 
 /// A running server.
@@ -52,6 +55,73 @@ pub struct Server {
     http: Arc<tiny_http::Server>,
     workers: Vec<JoinHandle<()>>,
     api: Arc<Api>,
+    forwarding: Option<Forwarding>,
+}
+
+/// A request for the application, handed from an API worker to a forwarding thread.
+struct ForwardJob {
+    request: tiny_http::Request,
+    body: Vec<u8>,
+    forward: Forward,
+    label: Label,
+}
+
+/// The threads that forward to the application (`--app_workers`), apart from the API's
+/// workers, with a queue as long as they are many: a slow application holds only them, never
+/// the node's own API (which peers check it by). Beyond them, 503.
+struct Forwarding {
+    queue: mpsc::SyncSender<ForwardJob>,
+}
+
+impl Forwarding {
+    fn start(api: &Arc<Api>, threads: usize) -> std::io::Result<Forwarding> {
+        let (queue, jobs) = mpsc::sync_channel::<ForwardJob>(threads);
+        let jobs = Arc::new(Mutex::new(jobs));
+        for i in 0..threads {
+            let (api, jobs) = (Arc::clone(api), Arc::clone(&jobs));
+            thread::Builder::new()
+                .name(format!("app-forward-{i}"))
+                .stack_size(512 * 1024)
+                .spawn(move || {
+                    loop {
+                        let job = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                        let Ok(job) = job else { return };
+                        let ForwardJob {
+                            request,
+                            body,
+                            forward,
+                            label,
+                        } = job;
+                        let (status, answer) = forward_to_app(&request, body, forward, &api);
+                        deliver(request, label, status, answer, &api.stats);
+                    }
+                })?;
+        }
+        Ok(Forwarding { queue })
+    }
+
+    /// Hands `job` to a forwarding thread, or answers 503 when every one is busy and as many
+    /// requests wait.
+    fn hand_over(&self, job: ForwardJob, api: &Api) {
+        let job = match self.queue.try_send(job) {
+            Ok(()) => return,
+            Err(mpsc::TrySendError::Full(job) | mpsc::TrySendError::Disconnected(job)) => job,
+        };
+        let response = Response {
+            retry_after: Some(1),
+            ..Response::error(
+                503,
+                "the application is busy: every --app_workers thread is forwarding and as many requests wait; try again",
+            )
+        };
+        send(
+            job.request,
+            job.label,
+            response,
+            &api.stats,
+            &api.config.network,
+        );
+    }
 }
 
 impl Server {
@@ -82,9 +152,18 @@ impl Server {
             tiny_http::Server::from_listener_with(listener, limits, refusals)
                 .map_err(start_error)?,
         );
+        let forwarding = match api.app {
+            Some(_) => {
+                Some(Forwarding::start(&api, options.app_workers.max(1)).map_err(start_error)?)
+            }
+            None => None,
+        };
         let mut workers = Vec::with_capacity(options.workers);
         for i in 0..options.workers {
             let (http, api) = (Arc::clone(&http), Arc::clone(&api));
+            let queue = forwarding.as_ref().map(|f| Forwarding {
+                queue: f.queue.clone(),
+            });
             let worker = thread::Builder::new()
                 .name(format!("worker-{i}"))
                 .stack_size(512 * 1024)
@@ -94,13 +173,18 @@ impl Server {
                             connections: http.num_connections(),
                             in_flight: http.requests_in_flight(),
                         };
-                        serve(request, &api, load);
+                        serve(request, &api, load, queue.as_ref());
                     }
                 })
                 .map_err(start_error)?;
             workers.push(worker);
         }
-        Ok(Server { http, workers, api })
+        Ok(Server {
+            http,
+            workers,
+            api,
+            forwarding,
+        })
     }
 
     /// The address the server listens on.
@@ -123,7 +207,12 @@ impl Server {
         // flight is answered on its socket.
         while self.http.requests_in_flight() > 0 && Instant::now() < deadline {
             if let Ok(Some(request)) = self.http.recv_timeout(Duration::from_millis(2)) {
-                serve(request, &self.api, Load::default());
+                serve(
+                    request,
+                    &self.api,
+                    Load::default(),
+                    self.forwarding.as_ref(),
+                );
             }
         }
         let unanswered = self.http.requests_in_flight();
@@ -133,8 +222,9 @@ impl Server {
     }
 }
 
-/// Answers one request. A panic while deciding answers 500; the worker lives on.
-fn serve(mut request: tiny_http::Request, api: &Api, load: Load) {
+/// Answers one request, or hands it to `forwarding` for the application. A panic while
+/// deciding answers 500; the worker lives on.
+fn serve(mut request: tiny_http::Request, api: &Api, load: Load, forwarding: Option<&Forwarding>) {
     let mut body = Vec::new();
     // The body is already in memory: reading it cannot fail.
     let _ = request.as_reader().read_to_end(&mut body);
@@ -197,10 +287,21 @@ fn serve(mut request: tiny_http::Request, api: &Api, load: Load) {
                 }),
             )
         }
-        (Reply::Forward(forward), None) => {
-            let (status, answer) = forward_to_app(&request, body, forward, api);
-            deliver(request, label, status, answer, &stats);
-        }
+        (Reply::Forward(forward), None) => match forwarding {
+            Some(forwarding) => forwarding.hand_over(
+                ForwardJob {
+                    request,
+                    body,
+                    forward,
+                    label,
+                },
+                api,
+            ),
+            None => {
+                let (status, answer) = forward_to_app(&request, body, forward, api);
+                deliver(request, label, status, answer, &stats);
+            }
+        },
         (Reply::Report(_), None) => unreachable!("every report is rendered above"),
     }
 }

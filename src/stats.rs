@@ -188,6 +188,8 @@ pub struct Stats {
     pub learned: AtomicU64,
     pub requests: RequestCounts,
     pub defences: Defences,
+    /// DNS seeding (SPEC §12): messages by query type and response code.
+    pub dns: crate::dnsserver::DnsCounts,
     /// One line per cause per interval for the warnings that repeat.
     pub warnings: Throttle<Warning>,
 }
@@ -207,6 +209,7 @@ impl Default for Stats {
             learned: AtomicU64::new(0),
             requests: RequestCounts::default(),
             defences: Defences::default(),
+            dns: crate::dnsserver::DnsCounts::default(),
             warnings: Throttle::new(Duration::from_secs(60)),
         }
     }

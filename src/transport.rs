@@ -7,6 +7,7 @@ use std::fmt;
 use std::time::Instant;
 
 use crate::nodes::Node;
+use crate::resolve::LookupError;
 
 /// Why a request to another process failed: one variant per cause an operator can act on,
 /// counted by cause in `/metrics` (`seedmesh_check_failures_total{cause}`).
@@ -132,6 +133,15 @@ pub trait Transport: Sync {
     /// `GET /nodes/`, with `me` as the JSON body when given (so seeds of the original's later
     /// version register us; SPEC §2): the peer's list, invalid entries skipped.
     fn fetch_nodes(&self, node: &Node, me: Option<&Node>) -> Result<PeerList, PeerError>;
+
+    /// The nodes a DNS seed lists for `domain`: `_seedmesh._tcp.DOMAIN SRV` (SPEC §12), looked
+    /// up within the same bound as a request. A transport without DNS (the simulator's) finds
+    /// none: it says so.
+    fn seed_domain(&self, domain: &str) -> Result<PeerList, LookupError> {
+        Err(LookupError::NoResolver(format!(
+            "this transport does not look up DNS names such as {domain}"
+        )))
+    }
 
     /// Runs `work(i)` for every `i` in `0..n`, at most `--check_threads` at once, and returns
     /// when all have run. One slow call delays only its own thread.

@@ -7,6 +7,7 @@
 //! round at once, then one every `--upd_int` ±10%, sleeping on the stop channel so that a
 //! stop wakes it at once, and surviving a round that panics.
 
+use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -14,6 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::membership::{Change, Committed, MemoryStore, Outcome, Snapshot};
 use crate::nodes::Node;
+use crate::resolve::LookupError;
 use crate::stats::{Round, Stats, Warning};
 use crate::store::{PersistError, Store};
 use crate::table::pick_diverse;
@@ -77,6 +79,8 @@ pub struct NodeRole {
     pub seeds: Vec<Node>,
     /// Known nodes wanted before the exchange and seed steps are skipped (`--kn_limit`).
     pub kn_limit: usize,
+    /// `--seed_domain`: seeds found through DNS (SPEC §12), looked up in the seed step.
+    pub seed_domains: Vec<String>,
 }
 
 /// Whether a node announces itself in a round. A node whose chain application fails its
@@ -182,13 +186,58 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
             return;
         }
 
-        // 3. Seed: ask the seed servers.
-        let mut lists = Vec::new();
-        for (seed, answer) in role.seeds.iter().zip(self.fetch_all(&role.seeds, me)) {
+        // 3. Seed: ask the seed servers, and look up the seed domains (SPEC §12), all at
+        //    once; what a domain lists is taken as a seed's list is.
+        let (answers, lookups) = self.ask_seeds(role, me);
+        let mut lists: Vec<(&dyn fmt::Display, PeerList)> = Vec::new();
+        for (seed, answer) in role.seeds.iter().zip(answers) {
             say_seed(upkeep, seed, answer.as_ref().err(), "asking");
-            lists.extend(answer.ok().map(|list| (seed, list)));
+            lists.extend(answer.ok().map(|list| (seed as &dyn fmt::Display, list)));
+        }
+        for (domain, lookup) in role.seed_domains.iter().zip(lookups) {
+            say_domain(upkeep, domain, lookup.as_ref().err());
+            lists.extend(lookup.ok().map(|list| (domain as &dyn fmt::Display, list)));
         }
         self.learn(lists, "seed", role, presence, upkeep, round);
+    }
+
+    /// `GET /nodes/` from every seed and a lookup of every seed domain, in parallel; the
+    /// results in the order of `role.seeds` and `role.seed_domains`.
+    fn ask_seeds(
+        &self,
+        role: &NodeRole,
+        me: Option<&Node>,
+    ) -> (Vec<SeedAnswer>, Vec<DomainAnswer>) {
+        if role.seed_domains.is_empty() {
+            return (self.fetch_all(&role.seeds, me), Vec::new());
+        }
+        let seeds: Vec<Mutex<Option<SeedAnswer>>> =
+            role.seeds.iter().map(|_| Mutex::new(None)).collect();
+        let domains: Vec<Mutex<Option<DomainAnswer>>> =
+            role.seed_domains.iter().map(|_| Mutex::new(None)).collect();
+        let n = role.seeds.len();
+        self.transport
+            .each(n + domains.len(), &|i| match role.seeds.get(i) {
+                Some(seed) => {
+                    let answer = self.transport.fetch_nodes(seed, me);
+                    *seeds[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(answer);
+                }
+                None => {
+                    let lookup = self.transport.seed_domain(&role.seed_domains[i - n]);
+                    *domains[i - n]
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = Some(lookup);
+                }
+            });
+        let not_asked = || PeerError::Network("not asked".into());
+        let not_looked_up = || LookupError::NoResolver("not looked up".into());
+        (
+            seeds.into_iter().map(|s| taken(s, not_asked)).collect(),
+            domains
+                .into_iter()
+                .map(|d| taken(d, not_looked_up))
+                .collect(),
+        )
     }
 
     /// `GET /nodes/` from each of `nodes` in parallel, in their order; with `me` as the body
@@ -340,9 +389,9 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
     /// from each answer, chosen across address groups — checks them at once, and learns the
     /// ones that answer: a learned node is vouched for only by this process's own check, and
     /// a fabricated address costs a check and is never relayed (SPEC §11).
-    fn learn(
+    fn learn<F: fmt::Display>(
         &self,
-        lists: Vec<(&Node, PeerList)>,
+        lists: Vec<(F, PeerList)>,
         what: &str,
         role: &NodeRole,
         presence: Presence,
@@ -421,6 +470,19 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
     }
 }
 
+/// The result a parallel task left in `slot`, or `missing()` when it left none.
+fn taken<T, E>(slot: Mutex<Option<Result<T, E>>>, missing: impl FnOnce() -> E) -> Result<T, E> {
+    slot.into_inner()
+        .unwrap_or_else(PoisonError::into_inner)
+        .unwrap_or_else(|| Err(missing()))
+}
+
+/// A seed's answer to `GET /nodes/`.
+type SeedAnswer = Result<PeerList, PeerError>;
+
+/// What the lookup of a seed domain found.
+type DomainAnswer = Result<PeerList, LookupError>;
+
 /// One round's check results, shared by the threads that make the checks.
 struct Tally<'a> {
     upkeep: &'a mut Upkeep,
@@ -435,6 +497,17 @@ fn say_seed(upkeep: &mut Upkeep, seed: &Node, error: Option<&PeerError>, doing: 
         (SeedNews::Down, Some(e)) => {
             log::warn!("seed {seed} is down ({doing}: {e}); retrying next cycle")
         }
+        _ => {}
+    }
+}
+
+/// Logs a seed domain's lookup (SPEC §12) as `say_seed` logs a seed's answer.
+fn say_domain(upkeep: &mut Upkeep, domain: &str, error: Option<&LookupError>) {
+    match (upkeep.seed_domain(domain, error.is_none()), error) {
+        (SeedNews::Back, _) => log::info!("seed domain {domain} is back"),
+        (SeedNews::Down, Some(e)) => log::warn!(
+            "seed domain {domain} is down (looking up _seedmesh._tcp.{domain} SRV: {e}); retrying next cycle"
+        ),
         _ => {}
     }
 }

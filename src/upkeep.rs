@@ -1,8 +1,8 @@
 //! The update rounds' bookkeeping, as a pure type: what a check result means for its node
 //! (given the failures the table holds for it), which nodes were removed as dead (and may not
-//! be learned back for a while), and which seeds are down. The rounds (`update.rs`) feed it
-//! check results and act on its verdicts; it never does I/O and reads no clock (time is
-//! handed in).
+//! be learned back for a while), and which seeds and seed domains are down. The rounds
+//! (`update.rs`) feed it check results and act on its verdicts; it never does I/O and reads no
+//! clock (time is handed in).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -47,6 +47,8 @@ pub struct Upkeep {
     removed: HashMap<Node, Instant>,
     /// Seeds whose last request failed, and whether that was said in the current cycle.
     seeds_down: HashMap<Node, bool>,
+    /// The same for seed domains (`--seed_domain`, SPEC §12) whose last lookup failed.
+    domains_down: HashMap<String, bool>,
 }
 
 impl Upkeep {
@@ -60,6 +62,7 @@ impl Upkeep {
             quarantine: interval.mul_f64(1.1) * (fail_limit.max(1) + 3),
             removed: HashMap::new(),
             seeds_down: HashMap::new(),
+            domains_down: HashMap::new(),
         }
     }
 
@@ -67,7 +70,11 @@ impl Upkeep {
     /// said again.
     pub fn start_round(&mut self, now: Instant) {
         self.removed.retain(|_, until| *until > now);
-        for said in self.seeds_down.values_mut() {
+        for said in self
+            .seeds_down
+            .values_mut()
+            .chain(self.domains_down.values_mut())
+        {
             *said = false;
         }
     }
@@ -102,21 +109,35 @@ impl Upkeep {
 
     /// Records a request to a seed.
     pub fn seed(&mut self, seed: &Node, ok: bool) -> SeedNews {
-        match (ok, self.seeds_down.get_mut(seed)) {
-            (true, None) => SeedNews::Fine,
-            (true, Some(_)) => {
-                self.seeds_down.remove(seed);
-                SeedNews::Back
-            }
-            (false, Some(said)) if *said => SeedNews::AlreadySaid,
-            (false, Some(said)) => {
-                *said = true;
-                SeedNews::Down
-            }
-            (false, None) => {
-                self.seeds_down.insert(seed.clone(), true);
-                SeedNews::Down
-            }
+        news(&mut self.seeds_down, seed, ok)
+    }
+
+    /// Records a lookup of a seed domain (SPEC §12), as `seed` records a request to a seed.
+    pub fn seed_domain(&mut self, domain: &str, ok: bool) -> SeedNews {
+        news(&mut self.domains_down, domain, ok)
+    }
+}
+
+/// What a seed's (or seed domain's) result means, given those down and whether each was said.
+fn news<K, Q>(down: &mut HashMap<K, bool>, key: &Q, ok: bool) -> SeedNews
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: ToOwned<Owned = K> + std::hash::Hash + Eq + ?Sized,
+{
+    match (ok, down.get_mut(key)) {
+        (true, None) => SeedNews::Fine,
+        (true, Some(_)) => {
+            down.remove(key);
+            SeedNews::Back
+        }
+        (false, Some(said)) if *said => SeedNews::AlreadySaid,
+        (false, Some(said)) => {
+            *said = true;
+            SeedNews::Down
+        }
+        (false, None) => {
+            down.insert(key.to_owned(), true);
+            SeedNews::Down
         }
     }
 }
@@ -184,5 +205,21 @@ mod tests {
         assert_eq!(upkeep.seed(&seed, false), SeedNews::Down);
         assert_eq!(upkeep.seed(&seed, true), SeedNews::Back);
         assert_eq!(upkeep.seed(&seed, true), SeedNews::Fine);
+    }
+
+    #[test]
+    fn a_seed_domain_down_is_said_once_per_cycle_apart_from_the_seeds() {
+        let t = Instant::now();
+        let mut upkeep = Upkeep::new(1, MINUTE);
+        assert_eq!(upkeep.seed_domain("seed.test", false), SeedNews::Down);
+        assert_eq!(
+            upkeep.seed_domain("seed.test", false),
+            SeedNews::AlreadySaid
+        );
+        assert_eq!(upkeep.seed(&n(53), true), SeedNews::Fine, "seeds apart");
+        upkeep.start_round(t);
+        assert_eq!(upkeep.seed_domain("seed.test", false), SeedNews::Down);
+        assert_eq!(upkeep.seed_domain("seed.test", true), SeedNews::Back);
+        assert_eq!(upkeep.seed_domain("other.test", true), SeedNews::Fine);
     }
 }

@@ -6,7 +6,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -725,4 +725,88 @@ fn an_app_that_is_the_node_itself_is_refused_at_start() {
         "{}",
         failed.stderr
     );
+}
+
+/// An application that accepts connections, counts them, and never answers.
+struct Stalled {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+}
+
+impl Stalled {
+    fn start() -> Stalled {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the application");
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&connections);
+        thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                count.fetch_add(1, Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+        Stalled { addr, connections }
+    }
+}
+
+#[test]
+fn a_stalled_application_holds_only_the_forwarding_threads_never_the_api() {
+    let dir = TempDir::new("app-stalled");
+    let app = Stalled::start();
+    let n = node(
+        &dir.join("n"),
+        &[
+            "--app",
+            &format!("http://{}", app.addr),
+            "--app_timeout",
+            "2",
+            "--workers",
+            "1",
+            "--app_workers",
+            "2",
+        ],
+    );
+    let addr = n.addr;
+    let slow = |path: &'static str| thread::spawn(move || request("GET", addr, path, None, &[]));
+    let busy: Vec<_> = ["/blocks/1", "/blocks/2"].into_iter().map(slow).collect();
+    wait_until(
+        Duration::from_secs(5),
+        "both forwarding threads wait on it",
+        || app.connections.load(Ordering::SeqCst) == 2,
+    );
+    // Two more wait in the queue; a third finds it full.
+    let more: Vec<_> = ["/blocks/3", "/blocks/4", "/blocks/5"]
+        .into_iter()
+        .map(slow)
+        .collect();
+    // Meanwhile the node's own API, on its single worker, answers at once.
+    let started = Instant::now();
+    assert_eq!(n.get("/status").status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let statuses: Vec<u16> = busy
+        .into_iter()
+        .chain(more)
+        .map(|t| t.join().unwrap())
+        .map(|answer| {
+            if answer.status == 503 {
+                assert_eq!(answer.header("retry-after"), Some("1"));
+                assert!(
+                    answer.error().contains("--app_workers"),
+                    "{}",
+                    answer.error()
+                );
+            }
+            answer.status
+        })
+        .collect();
+    let (timed_out, refused) = (
+        statuses.iter().filter(|s| **s == 504).count(),
+        statuses.iter().filter(|s| **s == 503).count(),
+    );
+    assert_eq!((timed_out, refused), (4, 1), "{statuses:?}");
 }

@@ -1,10 +1,11 @@
 //! `cargo bench`: the figures of `BENCHMARKS.md`, measured on loopback against the `dns` and
 //! `node` binaries that cargo builds for the bench (the release profile), with a load
-//! generator of our own and, when installed, nginx as the yardstick for HTTP.
+//! generator of our own and, when installed, nginx as the yardstick for HTTP and nsd (with
+//! dnsperf) for DNS seeding.
 //!
 //! Prints the table and writes it into `BENCHMARKS.md` with the date and the machine.
 //! Environment:
-//! - `SEEDMESH_BENCH_RUNS`: runs of figures 1 and 2 (default 5); figures 3–5 make
+//! - `SEEDMESH_BENCH_RUNS`: runs of figures 1, 2 and 7 (default 5); figures 3–5 make
 //!   `min(runs, 3)` runs of their slow parts.
 //! - `SEEDMESH_BENCH_SECONDS`: measured seconds of each load run (default 2), after a quarter
 //!   of that as warm-up.
@@ -17,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 mod capture;
+mod dns;
 mod footprint;
 mod load;
 mod membership;
@@ -49,7 +51,7 @@ pub struct Config {
 
 type Figure = fn(&Config) -> Vec<Row>;
 
-const FIGURES: [(&str, Figure); 6] = [
+const FIGURES: [(&str, Figure); 7] = [
     ("GET /nodes/ against nginx", throughput::get_nodes),
     ("durable POST /nodes/", throughput::post_nodes),
     ("sweep of dead nodes", membership::sweep),
@@ -59,6 +61,7 @@ const FIGURES: [(&str, Figure); 6] = [
         "one-host attack, with and without the defences",
         capture::one_host_attack,
     ),
+    ("DNS SRV queries against nsd", dns::srv_rate),
 ];
 
 fn env_number(name: &str, default: f64) -> f64 {
@@ -124,7 +127,7 @@ fn main() {
     let generated = format!(
         "Measured by `cargo bench` on {}, in {:.0} s.\n\n\
          Machine: {}.\n\n\
-         Medians over runs: {} runs of figures 1 and 2 ({} s measured after {} s of warm-up \
+         Medians over runs: {} runs of figures 1, 2 and 7 ({} s measured after {} s of warm-up \
          each), {} of figures 3, 4 and the `dns` memory, {} start-ups of each binary.{}\n\n{}",
         report::now(),
         started.elapsed().as_secs_f64(),

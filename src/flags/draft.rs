@@ -20,6 +20,12 @@ pub struct Draft {
     pub(super) app_url: Option<(String, Host, u16)>,
     /// The `--app_*` flags, kept only with `--app`.
     pub(super) app: AppSettings,
+    /// `--seed_zone`, `--seed_listen`: DNS seeding, on when both are given.
+    pub(super) seed_zone: Option<String>,
+    pub(super) seed_listen: Option<std::net::SocketAddr>,
+    /// `--seed_port`, `--seed_ns`: kept only with DNS seeding on.
+    pub(super) seed_port: u16,
+    pub(super) seed_ns: Vec<String>,
     pub(super) token: Option<String>,
     pub(super) token_file: Option<PathBuf>,
 }
@@ -55,6 +61,7 @@ impl Draft {
                 reg_rate: 0.0,
                 reg_burst: 0,
                 network: None,
+                seed_dns: None,
                 log_level: log::LevelFilter::Info,
                 node: None,
             },
@@ -63,6 +70,8 @@ impl Draft {
                 seeds: Vec::new(),
                 advertise: None,
                 app: None,
+                seed_domains: Vec::new(),
+                resolver: None,
             },
             dns_ip: String::new(),
             dns_port: 0,
@@ -75,7 +84,12 @@ impl Draft {
                 body_limit: 0,
                 answer_limit: 0,
                 timeout: Duration::ZERO,
+                workers: 0,
             },
+            seed_zone: None,
+            seed_listen: None,
+            seed_port: 0,
+            seed_ns: Vec::new(),
             token: None,
             token_file: None,
         }
@@ -92,6 +106,10 @@ impl Draft {
             dns_port,
             app_url,
             mut app,
+            seed_zone,
+            seed_listen,
+            seed_port,
+            seed_ns,
             token,
             token_file,
         } = self;
@@ -110,9 +128,42 @@ impl Draft {
         settings.admin_token = admin_token(token, token_file, env)?;
 
         if settings.kind == Kind::Dns {
+            settings.seed_dns = match (seed_zone, seed_listen) {
+                (Some(zone), Some(listen)) => Some(SeedDnsSettings {
+                    zone,
+                    listen,
+                    port: seed_port,
+                    ns: seed_ns,
+                }),
+                (None, None) => {
+                    if let Some(flag) = ["--seed_port", "--seed_ns"].into_iter().find(|f| has(f)) {
+                        return usage(format!(
+                            "{flag} needs --seed_zone NAME and --seed_listen ADDR:PORT, the DNS seeding it is about"
+                        ));
+                    }
+                    None
+                }
+                (Some(_), None) => {
+                    return usage(
+                        "--seed_zone needs --seed_listen ADDR:PORT, where to answer DNS".into(),
+                    );
+                }
+                (None, Some(_)) => {
+                    return usage(
+                        "--seed_listen needs --seed_zone NAME, the zone to answer".into(),
+                    );
+                }
+            };
             return Ok(settings);
         }
-        if node.seeds.is_empty() {
+        if has("--resolver") && node.seed_domains.is_empty() {
+            return usage("--resolver needs --seed_domain NAME, the names it looks up".into());
+        }
+        // A node that finds its seeds through DNS asks no HTTP seed it was not given: the
+        // default --dns_ip/--dns_port would be one.
+        let dns_seeds_only =
+            !node.seed_domains.is_empty() && !["--dns_ip", "--dns_port"].into_iter().any(has);
+        if node.seeds.is_empty() && !dns_seeds_only {
             let seed = Node::new(&dns_ip, dns_port);
             node.seeds = vec![seed.map_err(|e| {
                 Error::Usage(format!(

@@ -48,7 +48,8 @@ fn sample(long: &str) -> Option<&'static str> {
         "--advertise" => "seed.example.org",
         "--timeout" => "0.5",
         "--fail_limit" | "--reg_burst" => "2",
-        "--max_nodes" | "--list_limit" | "--check_threads" | "--workers" | "--max_conns" => "7",
+        "--max_nodes" | "--list_limit" | "--check_threads" | "--workers" | "--max_conns"
+        | "--app_workers" => "7",
         "--allow_local" => "yes",
         "--reg_rate" => "0.5",
         "--network" => "test-net_1.0",
@@ -56,6 +57,10 @@ fn sample(long: &str) -> Option<&'static str> {
         "--app_health" => "/health?deep=1",
         "--app_body_limit" | "--app_answer_limit" => "64KiB",
         "--app_timeout" => "2.5",
+        "--seed_zone" | "--seed_ns" | "--seed_domain" => "Seed.Example.org.",
+        "--seed_listen" => "[::1]:5353",
+        "--seed_port" => "8333",
+        "--resolver" => "127.0.0.53:53",
         "--admin_token" => TOKEN,
         "--admin_token_file" => return None, // needs a file: see its own test
         "--log" => "debug",
@@ -66,9 +71,14 @@ fn sample(long: &str) -> Option<&'static str> {
 /// Flags that need another flag to be accepted.
 fn companions(long: &str) -> &'static [&'static str] {
     match long {
-        "--app_health" | "--app_body_limit" | "--app_answer_limit" | "--app_timeout" => {
-            &["--app", "http://127.0.0.1:1"]
+        "--app_health" | "--app_body_limit" | "--app_answer_limit" | "--app_timeout"
+        | "--app_workers" => &["--app", "http://127.0.0.1:1"],
+        "--seed_zone" => &["--seed_listen", "127.0.0.1:0"],
+        "--seed_listen" => &["--seed_zone", "seed.test"],
+        "--seed_port" | "--seed_ns" => {
+            &["--seed_zone", "seed.test", "--seed_listen", "127.0.0.1:0"]
         }
+        "--resolver" => &["--seed_domain", "seed.test"],
         _ => &[],
     }
 }
@@ -107,7 +117,10 @@ fn every_flag_of_each_binary_parses_and_changes_its_settings() {
             if without.is_empty() {
                 without.push("--workers=4");
             }
-            let base = serde_json::to_value(run(kind, &without).unwrap()).unwrap();
+            // Companions that only go together (--seed_zone, --seed_listen) are compared
+            // with the defaults.
+            let base = run(kind, &without)
+                .map_or_else(|_| defaults.clone(), |s| serde_json::to_value(s).unwrap());
             let changed = serde_json::to_value(&with_flag).unwrap();
             if flag.long == "--log" || flag.long == "--quiet" || flag.long == "--verbose" {
                 assert_ne!(changed["log_level"], defaults["log_level"], "{list:?}");
@@ -138,7 +151,7 @@ fn defaults_are_the_tables_parsed_and_printed_by_help() {
                         .find(|l| l.contains(&format!("{} ", flag.long)));
                     let line = line.unwrap_or_else(|| panic!("{} not in help", flag.long));
                     assert!(line.ends_with(&format!("[default: {value}]")), "{line}");
-                    if !flag.long.starts_with("--app_") {
+                    if companions(flag.long).is_empty() {
                         explicit.push(format!("{}={value}", flag.long));
                     }
                 }
@@ -177,6 +190,8 @@ fn defaults_follow_the_contract() {
             seeds: vec![Node::new("127.0.0.1", 42020).unwrap()],
             advertise: None,
             app: None,
+            seed_domains: Vec::new(),
+            resolver: None,
         })
     );
     // The seed sweeps its whole table each round: more threads, a shorter timeout.
@@ -246,6 +261,93 @@ fn app_settings_come_with_app_only() {
         usage(Kind::Dns, &["--app", "http://127.0.0.1:1"])
             .contains("does not apply to dns, only to node")
     );
+}
+
+#[test]
+fn dns_seeding_flags_come_together_and_a_node_may_have_only_dns_seeds() {
+    let dns = run(
+        Kind::Dns,
+        &["--seed_zone", "Seed.Test.", "--seed_listen", "127.0.0.1:0"],
+    )
+    .unwrap();
+    assert_eq!(
+        dns.seed_dns,
+        Some(SeedDnsSettings {
+            zone: "seed.test".into(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            port: 55000,
+            ns: Vec::new(),
+        })
+    );
+    let status = serde_json::to_value(&dns).unwrap();
+    assert_eq!(status["seed_dns"]["listen"], "127.0.0.1:0");
+    let off = run(Kind::Dns, &[]).unwrap();
+    assert_eq!(off.seed_dns, None);
+    assert!(
+        serde_json::to_value(&off)
+            .unwrap()
+            .get("seed_dns")
+            .is_none()
+    );
+    for (args, says) in [
+        (
+            &["--seed_zone", "seed.test"][..],
+            "--seed_zone needs --seed_listen",
+        ),
+        (
+            &["--seed_listen", "127.0.0.1:0"],
+            "--seed_listen needs --seed_zone",
+        ),
+        (&["--seed_port", "53"], "--seed_port needs --seed_zone"),
+        (
+            &["--seed_ns", "ns.example.org"],
+            "--seed_ns needs --seed_zone",
+        ),
+        (
+            &["--seed_zone", "1.2.3.4", "--seed_listen", "127.0.0.1:0"],
+            "not a zone name",
+        ),
+        (
+            &["--seed_zone", "seed.test", "--seed_listen", "x"],
+            "expected IP:PORT",
+        ),
+    ] {
+        let message = usage(Kind::Dns, args);
+        assert!(message.contains(says), "{args:?}: {message}");
+    }
+    assert!(usage(Kind::Node, &["--seed_zone", "a.b"]).contains("does not apply to node"));
+    assert!(usage(Kind::Dns, &["--seed_domain", "a.b"]).contains("does not apply to dns"));
+
+    // A node with only DNS seeds has no HTTP seed; with --dns or --dns_port, both.
+    let node = run(
+        Kind::Node,
+        &[
+            "--seed_domain",
+            "seed.test",
+            "--seed_domain",
+            "b.test",
+            "--resolver",
+            "[::1]:53",
+        ],
+    )
+    .unwrap()
+    .node
+    .unwrap();
+    assert_eq!(node.seeds, Vec::new());
+    assert_eq!(node.seed_domains, ["seed.test", "b.test"]);
+    assert_eq!(node.resolver, Some("[::1]:53".parse().unwrap()));
+    for other in [&["--dns_port", "7"][..], &["--dns", "127.0.0.1:7"]] {
+        let mut args = vec!["--seed_domain", "a.test"];
+        args.extend_from_slice(other);
+        let node = run(Kind::Node, &args).unwrap().node.unwrap();
+        assert_eq!(node.seeds, [Node::new("127.0.0.1", 7).unwrap()], "{args:?}");
+    }
+    assert!(usage(Kind::Node, &["--resolver", "127.0.0.1:53"]).contains("needs --seed_domain"));
+    let zero = usage(
+        Kind::Node,
+        &["--seed_domain", "a.test", "--resolver", "127.0.0.1:0"],
+    );
+    assert!(zero.contains("port 0"), "{zero}");
 }
 
 #[test]

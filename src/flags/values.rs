@@ -1,6 +1,7 @@
 //! Parsers for flag values. Each says what it expected, in the user's terms, and never names
 //! the flag: `Flag::apply` adds that.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -232,4 +233,22 @@ pub fn url_path(text: &str) -> Result<String, String> {
         return Ok(text.to_owned());
     }
     Err("expected a path starting with '/', such as /health, without spaces".into())
+}
+
+/// A DNS name (`--seed_zone`, `--seed_ns`, `--seed_domain`): a hostname, lowercased, without
+/// a final dot, short enough for the names under it.
+pub fn zone(text: &str) -> Result<String, String> {
+    crate::dnsseed::parse_zone(text).map_err(|e| e.to_string())
+}
+
+/// `IP:PORT`, with brackets around an IPv6 address; port 0 (any free port) only when
+/// `any_port`.
+pub fn socket_addr(text: &str, any_port: bool) -> Result<SocketAddr, String> {
+    match text.parse::<SocketAddr>() {
+        Ok(addr) if addr.port() == 0 && !any_port => {
+            Err("port 0 is not a port to ask: expected 1 to 65535".into())
+        }
+        Ok(addr) => Ok(addr),
+        Err(_) => Err("expected IP:PORT, such as 127.0.0.1:5353 or [::1]:5353".into()),
+    }
 }

@@ -230,6 +230,8 @@ impl Simulation {
                     me: node.clone(),
                     seeds: self.seeds.clone(),
                     kn_limit: self.config.kn_limit,
+                    // Seeds are given as addresses; the simulator serves no DNS (SPEC §12).
+                    seed_domains: Vec::new(),
                 }),
             ),
         };

@@ -18,7 +18,11 @@ fn n(port: u16) -> Node {
 struct FakeNet {
     online: HashSet<Node>,
     lists: HashMap<Node, Vec<Node>>,
+    /// What each seed domain lists; a domain not here does not resolve.
+    domains: HashMap<String, Vec<Node>>,
     requests: Mutex<Vec<(&'static str, Node)>>,
+    /// The seed domains looked up, in order.
+    lookups: Mutex<Vec<String>>,
     /// A request to this node panics, as a bug in a round would.
     panics_on: Option<Node>,
 }
@@ -59,6 +63,19 @@ impl Transport for FakeNet {
             nodes: self.lists.get(node).cloned().unwrap_or_default(),
             invalid: 0,
         })
+    }
+
+    fn seed_domain(&self, domain: &str) -> Result<PeerList, LookupError> {
+        self.lookups.lock().unwrap().push(domain.to_owned());
+        match self.domains.get(domain) {
+            Some(nodes) => Ok(PeerList {
+                nodes: nodes.clone(),
+                invalid: 0,
+            }),
+            None => Err(LookupError::Rcode(
+                hickory_proto::op::ResponseCode::NXDomain,
+            )),
+        }
     }
 
     fn each(&self, n: usize, work: &(dyn Fn(usize) + Sync)) {
@@ -150,6 +167,7 @@ fn node_role(kn_limit: usize) -> NodeRole {
         me: n(100),
         seeds: vec![n(900)],
         kn_limit,
+        seed_domains: Vec::new(),
     }
 }
 
@@ -350,4 +368,60 @@ fn a_failed_candidate_is_not_tried_again_in_the_next_round() {
         .filter(|p| **p >= 2000)
         .count();
     assert_eq!(fabricated_tries, 2, "each fabrication cost one check, once");
+}
+
+#[test]
+fn a_seed_domains_answer_is_taken_like_a_seeds_list() {
+    // The seed lists 3; the domain lists 1 known node, 2 that answer and 20 made up in one
+    // group. A node given only a domain and no seed learns from it alone.
+    let mut listed = vec![n(1), n(3), Node::new("127.60.0.1", 6).unwrap()];
+    listed.extend(fabricated(98, 20));
+    for seeds in [vec![n(900)], Vec::new()] {
+        let net = FakeNet {
+            online: [
+                n(1),
+                n(2),
+                n(3),
+                Node::new("127.60.0.1", 6).unwrap(),
+                n(900),
+            ]
+            .into(),
+            lists: HashMap::from([(n(900), vec![n(2)])]),
+            domains: HashMap::from([("seed.test".to_string(), listed.clone())]),
+            ..FakeNet::default()
+        };
+        let role = NodeRole {
+            seeds: seeds.clone(),
+            seed_domains: vec!["seed.test".into(), "gone.test".into()],
+            ..node_role(4)
+        };
+        let updater = updater(store(&[n(1)], Some(&n(100))), net, Role::Node(role));
+        let round = updater.round(&mut Upkeep::new(1, Duration::from_secs(60)), &never);
+        let net = &updater.transport;
+        assert_eq!(*net.lookups.lock().unwrap(), ["seed.test", "gone.test"]);
+        // Checked before learned, at most --kn_limit (4) taken from the domain's answer,
+        // one per address group first: 3 and 127.60.0.1 answer, two made-up ones do not.
+        let tried: Vec<u16> = net
+            .asked("announce")
+            .into_iter()
+            .skip(1 + seeds.len())
+            .collect();
+        let from_seed = usize::from(!seeds.is_empty());
+        assert_eq!(tried.len(), from_seed + 4, "{tried:?}");
+        assert_eq!(tried.iter().filter(|p| **p >= 2000).count(), 2, "{tried:?}");
+        let mut known: Vec<String> = updater
+            .members
+            .snapshot()
+            .known()
+            .iter()
+            .map(Node::to_string)
+            .collect();
+        known.sort();
+        let mut want = vec!["127.0.0.1:1", "127.0.0.1:3", "127.60.0.1:6"];
+        if from_seed == 1 {
+            want.insert(1, "127.0.0.1:2");
+        }
+        assert_eq!(known, want);
+        assert_eq!(round.learned, 2 + from_seed);
+    }
 }
