@@ -234,6 +234,30 @@ impl Settings {
         }
     }
 
+    /// File descriptors a process may hold at once with these settings: a socket per client
+    /// connection and per peer request in flight, one per forwarding thread, and 128 more
+    /// for the DNS server's TCP connections (at most 64), the listeners, the files and the
+    /// lock.
+    pub fn open_files_wanted(&self) -> u64 {
+        let app = self
+            .node
+            .as_ref()
+            .and_then(|node| node.app.as_ref())
+            .map_or(0, |app| app.workers);
+        (self.max_conns + self.check_threads + app + 128) as u64
+    }
+
+    /// `--check_threads`, lowered so that the process stays within `open_files` (the soft
+    /// limit it got): a check that cannot open its socket fails and would drop a live node.
+    pub fn check_threads_within(&self, open_files: u64) -> usize {
+        let wanted = self.open_files_wanted();
+        if open_files >= wanted {
+            return self.check_threads;
+        }
+        let short = usize::try_from(wanted - open_files).unwrap_or(usize::MAX);
+        self.check_threads.saturating_sub(short).max(1)
+    }
+
     /// The node this process announces once bound to `port`: `--advertise`, else `--ip`. A
     /// process bound to all interfaces without `--advertise` (only a `dns` may be) announces
     /// nothing.

@@ -43,6 +43,7 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
     let mut signals =
         Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(start_error("signal handling"))?;
 
+    let check_threads = check_threads_within_open_files(settings);
     let listener = bind(settings)?;
     let bound = listener.local_addr().map_err(start_error("the listener"))?;
     let me = settings.advertised(bound.port());
@@ -167,7 +168,7 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
         members: Arc::clone(&store),
         transport: Peers::new(
             settings.timeout,
-            settings.check_threads,
+            check_threads,
             PeerPolicy {
                 local,
                 own: identity,
@@ -220,6 +221,29 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
     store.flush();
     log::info!("stopped");
     Ok(())
+}
+
+/// Raises the soft open-file limit to what the settings need, within the hard limit, and
+/// returns `--check_threads`, lowered (with a warning) if the limit still cannot hold it.
+fn check_threads_within_open_files(settings: &Settings) -> usize {
+    let wanted = settings.open_files_wanted();
+    let limit = match rlimit::increase_nofile_limit(wanted) {
+        Ok(limit) => limit,
+        Err(e) => {
+            log::warn!("cannot read or raise the open-file limit ({e}); keeping the settings");
+            return settings.check_threads;
+        }
+    };
+    let threads = settings.check_threads_within(limit);
+    if threads < settings.check_threads {
+        log::warn!(
+            "the open-file limit is {limit} (ulimit -n), under the {wanted} these settings need: \
+             --check_threads lowered from {} to {threads}; raise the hard limit (LimitNOFILE= \
+             under systemd) or lower --max_conns",
+            settings.check_threads
+        );
+    }
+    threads
 }
 
 /// Waits for SIGINT or SIGTERM and returns its name; logs each SIGHUP and carries on.

@@ -451,3 +451,32 @@ fn localnet_shows_the_log_of_a_process_that_did_not_start() {
         "{err}"
     );
 }
+
+#[test]
+fn a_low_open_file_limit_lowers_check_threads_with_a_warning() {
+    let dir = TempDir::new("nofile");
+    // The seed's defaults (1,024 connections, 1,024 check threads) want 2,176 open files;
+    // under a hard limit of 1,500 a round could not open its sockets.
+    let wrapper = dir.join("dns-under-ulimit");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nulimit -n 1500 || exit 99\nexec {} \"$@\"\n",
+            env!("CARGO_BIN_EXE_dns")
+        ),
+    )
+    .unwrap();
+    let chmod = Command::new("chmod")
+        .arg("+x")
+        .arg(&wrapper)
+        .status()
+        .unwrap();
+    assert!(chmod.success());
+    let dns = spawn(wrapper.to_str().unwrap(), &dir.join("d"), &["-u", "3600"]);
+    let log = dns.stderr();
+    assert!(
+        log.contains("--check_threads lowered from 1024 to 348"),
+        "{log}"
+    );
+    assert_eq!(dns.get("/").status, 200);
+}

@@ -152,3 +152,16 @@ fn settings_report_seconds_and_never_the_token() {
 }
 
 use serde_json::Value;
+
+#[test]
+fn check_threads_fit_the_open_file_limit() {
+    let dns = settings(Kind::Dns, &[]);
+    // --max_conns 1024 + --check_threads 1024 + 128.
+    assert_eq!(dns.open_files_wanted(), 2176);
+    assert_eq!(dns.check_threads_within(100_000), 1024);
+    assert_eq!(dns.check_threads_within(2176), 1024);
+    assert_eq!(dns.check_threads_within(2000), 848);
+    assert_eq!(dns.check_threads_within(1024), 1, "never none");
+    let app = settings(Kind::Node, &["--app", "http://127.0.0.1:8080"]);
+    assert_eq!(app.open_files_wanted(), 1024 + 64 + 8 + 128);
+}
