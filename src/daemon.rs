@@ -59,6 +59,7 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
             max_nodes: settings.max_nodes,
             own: identity.clone(),
             local,
+            max_referred: settings.reg_others,
         },
     })?;
     for warning in warnings {

@@ -152,6 +152,10 @@ impl Answer {
                 "that is this server's own address; a server never lists itself",
             ),
             (_, Outcome::Refused(refusal)) => Response::error(400, refusal.to_string()),
+            (_, Outcome::TooManyReferred) => Response::error(
+                403,
+                "your address group has registered as many nodes other than itself as it may (--reg_others); register your own address, or wait until those leave",
+            ),
             (Answer::Registered(node), _) => Response::json(200, &node),
             (Answer::List, _) => Response::list(committed.snapshot),
             (Answer::Listing { most }, _) => listing(&committed.snapshot, most, rng),
@@ -355,8 +359,8 @@ fn decide(
         (Route::Root, "GET") => Reply::Now(Response::empty(200)),
         (Route::Root, _) => match registration(context, request, parse_node(body)?)? {
             Registration::Known(node) => Reply::Now(Response::json(200, &node)),
-            Registration::New(node) => Reply::Commit {
-                change: Change::Register(node.clone()),
+            Registration::New(change, node) => Reply::Commit {
+                change,
                 answer: Answer::Registered(node),
             },
         },
@@ -372,8 +376,8 @@ fn decide(
                 None | Some(Registration::Known(_)) => {
                     Reply::Now(listing(snapshot, most, context.rng))
                 }
-                Some(Registration::New(node)) => Reply::Commit {
-                    change: Change::Register(node),
+                Some(Registration::New(change, _)) => Reply::Commit {
+                    change,
                     answer: Answer::Listing { most },
                 },
             }
@@ -446,11 +450,12 @@ fn size(bytes: usize) -> String {
     }
 }
 
-/// A registration that passed every rule of the API: of a node already vouched for (nothing
-/// to write), or one to commit (new, or known only as learned and now registering itself).
+/// A registration that passed every rule of the API: of a node already known (nothing to
+/// write), or the change to commit: a node registering itself (new, or known only as
+/// learned or referred), or a caller registering another node (a referral).
 enum Registration {
     Known(Node),
-    New(Node),
+    New(Change, Node),
 }
 
 /// Checks a node registering itself (`POST /`, or a `GET /nodes/` with a body): its network,
@@ -479,11 +484,29 @@ fn registration(
             ),
         ));
     }
-    // A registration of a known node changes nothing: no need to wait for the disk, and
-    // re-announcing costs no token.
+    // A node registering itself, or someone else registering it (another address, or a
+    // name, which a caller cannot be shown to be): a referral, counted against the caller's
+    // address group and not vouched for until checked (SPEC §11: one source must not own the
+    // answers by registering an address in every group).
+    // A loopback caller stands for the operator, as for `POST /nodes/` (SPEC §10).
+    let trusted = request.caller.to_canonical().is_loopback();
+    let change = if trusted || is_own_address(&node, request.caller) {
+        Change::Register(node.clone())
+    } else {
+        let by = Host::Ip(request.caller.to_canonical()).group();
+        Change::Refer {
+            node: node.clone(),
+            by,
+        }
+    };
+    // A registration of a known node changes nothing (unless a node registers itself where
+    // it was only learned or referred): no need to wait for the disk, and re-announcing
+    // costs no token.
     match context.snapshot.table.entry(&node) {
-        Some(entry) if entry.source().vouches() => return Ok(Registration::Known(node)),
-        Some(_) => return Ok(Registration::New(node)),
+        Some(entry) if entry.source().vouches() || matches!(change, Change::Refer { .. }) => {
+            return Ok(Registration::Known(node));
+        }
+        Some(_) => return Ok(Registration::New(change, node)),
         None => {}
     }
     let taken = context
@@ -504,7 +527,7 @@ fn registration(
             )
         });
     }
-    Ok(Registration::New(node))
+    Ok(Registration::New(change, node))
 }
 
 /// Parses the query string: only `GET /nodes/` takes one parameter, `limit`.

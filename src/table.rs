@@ -29,6 +29,10 @@ pub enum Source {
     Added,
     /// Learned from a peer's or a seed's list.
     Learned,
+    /// Registered by someone else: a caller whose address is not the node's (or a name,
+    /// which a caller cannot be shown to be). Counted against the caller's group (its
+    /// referrals) and not vouched for until a check of this process's own.
+    Referred,
 }
 
 impl Source {
@@ -56,6 +60,8 @@ pub struct Entry {
     group_pos: u32,
     /// Position in `Table::order`.
     order_pos: u32,
+    /// For a `Referred` entry, the address group of the caller who registered it.
+    referrer: Option<Group>,
 }
 
 impl Entry {
@@ -68,6 +74,11 @@ impl Entry {
     /// registers or is added).
     pub fn source(&self) -> Source {
         self.source
+    }
+
+    /// For an entry someone else registered, the address group of that caller.
+    pub fn referrer(&self) -> Option<&Group> {
+        self.referrer.as_ref()
     }
 
     /// Consecutive failed checks since the last successful one.
@@ -215,6 +226,8 @@ pub struct Table {
     /// Which positions of `order` are occupied, to find the i-th entry.
     ranks: Fenwick,
     vacant: usize,
+    /// How many `Referred` entries each caller's group registered.
+    referrals: HashMap<Group, u32>,
 }
 
 impl Table {
@@ -293,10 +306,43 @@ impl Table {
         max_nodes: usize,
         rng: &mut fastrand::Rng,
     ) -> Admission {
+        self.admit_from(node, source, None, max_nodes, rng)
+    }
+
+    /// Admits a node that a caller of group `referrer` registered on its behalf, as
+    /// `Source::Referred` (see [`Table::admit`]; a known node is left as it is).
+    pub fn admit_referred(
+        &mut self,
+        node: Node,
+        referrer: Group,
+        max_nodes: usize,
+        rng: &mut fastrand::Rng,
+    ) -> Admission {
+        self.admit_from(node, Source::Referred, Some(referrer), max_nodes, rng)
+    }
+
+    /// How many entries callers of `group` registered on others' behalf (`Referred`).
+    pub fn referred_by(&self, group: &Group) -> usize {
+        self.referrals.get(group).map_or(0, |&n| n as usize)
+    }
+
+    fn admit_from(
+        &mut self,
+        node: Node,
+        source: Source,
+        referrer: Option<Group>,
+        max_nodes: usize,
+        rng: &mut fastrand::Rng,
+    ) -> Admission {
         if let Some(slot) = self.slot_of(&node) {
             let entry = self.at_mut(slot);
             if source.vouches() && !entry.source.vouches() {
                 entry.source = source;
+                // No longer someone else's referral: the node itself (or an administrator)
+                // stands for it now.
+                if let Some(gone) = entry.referrer.take() {
+                    self.unrefer(&gone);
+                }
             }
             return Admission::AlreadyKnown;
         }
@@ -308,7 +354,7 @@ impl Table {
                 _ => return Admission::Full,
             }
         }
-        self.insert(node, source);
+        self.insert(node, source, referrer);
         match evicted {
             Some(node) => Admission::AddedEvicting(node),
             None => Admission::Added,
@@ -415,7 +461,19 @@ impl Table {
         self.remove_slot(slot).node
     }
 
-    fn insert(&mut self, node: Node, source: Source) {
+    fn unrefer(&mut self, group: &Group) {
+        if let Some(count) = self.referrals.get_mut(group) {
+            *count -= 1;
+            if *count == 0 {
+                self.referrals.remove(group);
+            }
+        }
+    }
+
+    fn insert(&mut self, node: Node, source: Source, referrer: Option<Group>) {
+        if let Some(group) = &referrer {
+            *self.referrals.entry(group.clone()).or_insert(0) += 1;
+        }
         let host = match self.hosts.get(&node.host) {
             Some(&h) => h,
             None => {
@@ -451,6 +509,7 @@ impl Table {
             host,
             group_pos: id(members.len()),
             order_pos: id(self.order.len()),
+            referrer,
             node,
         };
         members.push(slot);
@@ -489,6 +548,9 @@ impl Table {
             .unwrap_or_else(|| unreachable!("slot {slot} is free"));
         self.free_slots.push(slot);
         self.index.remove(&(entry.host, entry.node.port));
+        if let Some(group) = &entry.referrer {
+            self.unrefer(group);
+        }
 
         self.order[entry.order_pos as usize] = VACANT;
         self.ranks.remove_one(entry.order_pos as usize);
