@@ -271,3 +271,62 @@ fn one_caller_registering_addresses_of_many_groups_owns_no_answers() {
         },
     );
 }
+
+#[test]
+fn an_address_added_after_start_is_still_recognised_as_the_process_itself() {
+    in_namespace(
+        "an_address_added_after_start_is_still_recognised_as_the_process_itself",
+        || {
+            let dir = TempDir::new("remote-new-address");
+            let seed = dns(&dir.join("seed"), &["-i", "0.0.0.0", "-u", "0.3"]);
+            // An address the seed did not have when it listed its identities.
+            add_addresses(&["192.0.2.77".to_string()]);
+            let body = node_at("192.0.2.77", seed.port());
+            let answer = request_from("203.0.113.9", "POST", seed.addr, "/", Some(&body), &[]);
+            assert_eq!(answer.status, 200, "{}", answer.body);
+            wait_until(
+                std::time::Duration::from_secs(10),
+                "its first check",
+                || {
+                    seed.get("/metrics")
+                        .body
+                        .contains("seedmesh_check_failures_total{cause=\"itself\"} 1")
+                },
+            );
+            assert!(seed.nodes().is_empty(), "never listed");
+            assert!(seed.nodes_on_disk().is_empty(), "dropped");
+        },
+    );
+}
+
+#[test]
+fn an_app_whose_name_leads_back_to_the_node_is_refused_at_start() {
+    in_namespace(
+        "an_app_whose_name_leads_back_to_the_node_is_refused_at_start",
+        || {
+            let dir = TempDir::new("remote-app-alias");
+            hosts_file(dir.path(), &[("192.0.2.1", "alias.test")]);
+            let port = refused_addr("192.0.2.1").port().to_string();
+            let failed = try_spawn(
+                env!("CARGO_BIN_EXE_node"),
+                &dir.join("n"),
+                &[
+                    "-i",
+                    "192.0.2.1",
+                    "-p",
+                    &port,
+                    "--app",
+                    &format!("http://alias.test:{port}"),
+                ],
+            )
+            .err()
+            .expect("refused");
+            assert_eq!(failed.status.code(), Some(2), "{failed:?}");
+            assert!(
+                failed.stderr.contains("is this node itself"),
+                "{}",
+                failed.stderr
+            );
+        },
+    );
+}
