@@ -12,8 +12,8 @@
 //! O(G + S), S the size of the largest group; `sample(k)` O(k + G); `sample_where` O(k + G +
 //! the entries its filter turns down); `random` O(1).
 
+use foldhash::HashMap;
 use std::cmp::Reverse;
-use std::collections::HashMap;
 use std::time::Instant;
 
 use crate::nodes::{Group, Host, Node};
