@@ -345,7 +345,7 @@ fn probe_answers(sim: &mut Simulation) -> Answers {
     let sim = &*sim;
     let now = sim.epoch + sim.config.upd_int * (sim.round as u32 + 1);
     let ask = |tally: &mut Tally, j: usize, target: &str| {
-        let response = sim.serve(j, "GET", target, b"", asker, now);
+        let response = sim.serve(j, "GET", target, None, asker, now);
         if let Ok(list) = read_list(response.body) {
             for node in &list.nodes {
                 tally.add(&classify(sim, node));

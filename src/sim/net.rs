@@ -8,7 +8,6 @@
 //! threads: each call starts on the thread that is free first, as `peers::parallel` hands
 //! the next item to the first thread done, so a step's time is the makespan of its calls.
 
-use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
@@ -88,18 +87,19 @@ impl<'a> Net<'a> {
         self.now.fetch_add(nanos, Relaxed);
     }
 
-    /// Sends one request and returns the answer, counting requests and bytes on both ends.
+    /// Sends one request, with a node as its body or none, and returns the answer, counting
+    /// requests and bytes (the body's as its JSON) on both ends.
     fn exchange(
         &self,
         node: &Node,
         method: &str,
         target: &str,
-        body: &[u8],
+        body: Option<&Node>,
     ) -> Result<Response, PeerError> {
         let sim = self.sim;
         let config = &sim.config;
         let me = &sim.procs[self.from];
-        let request_bytes = REQUEST_HEAD_BYTES + body.len() as u64;
+        let request_bytes = REQUEST_HEAD_BYTES + body.map_or(0, json_len);
         me.traffic.requests_out.fetch_add(1, Relaxed);
         me.traffic.bytes_out.fetch_add(request_bytes, Relaxed);
         let (round_trip, lost) = {
@@ -172,16 +172,15 @@ impl<'a> Net<'a> {
 
 impl Transport for Net<'_> {
     fn probe(&self, node: &Node) -> Result<(), PeerError> {
-        self.exchange(node, "GET", "/", b"").map(drop)
+        self.exchange(node, "GET", "/", None).map(drop)
     }
 
     fn announce(&self, node: &Node, me: &Node) -> Result<(), PeerError> {
-        self.exchange(node, "POST", "/", &self.body(me)).map(drop)
+        self.exchange(node, "POST", "/", Some(me)).map(drop)
     }
 
     fn fetch_nodes(&self, node: &Node, me: Option<&Node>) -> Result<PeerList, PeerError> {
-        let body = me.map_or(Cow::Borrowed(&b""[..]), |me| self.body(me));
-        let response = self.exchange(node, "GET", "/nodes/", &body)?;
+        let response = self.exchange(node, "GET", "/nodes/", me)?;
         // As `peers::Peers` does: a refused registration still leaves the list worth asking.
         if response.status != 200 && me.is_some() {
             return self.fetch_nodes(node, None);
@@ -206,18 +205,6 @@ impl Transport for Net<'_> {
             free.push(Reverse(done));
         }
         self.now.store(end, Relaxed);
-    }
-}
-
-impl<'a> Net<'a> {
-    /// `me` as a request body; the process's own node is serialized once, at its start.
-    fn body(&self, me: &Node) -> Cow<'a, [u8]> {
-        let proc = &self.sim.procs[self.from];
-        if *me == proc.node {
-            Cow::Borrowed(&proc.json)
-        } else {
-            Cow::Owned(serde_json::to_vec(me).unwrap_or_default())
-        }
     }
 }
 

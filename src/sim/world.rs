@@ -76,8 +76,6 @@ impl Traffic {
 /// bookkeeping, and the RNG its routes draw from.
 pub(crate) struct Proc {
     pub(crate) node: Node,
-    /// `node` as the JSON body of its announcements.
-    pub(crate) json: Vec<u8>,
     pub(crate) kind: Kind,
     pub(crate) store: Arc<MemoryStore>,
     pub(crate) role: Role,
@@ -246,12 +244,10 @@ impl Simulation {
             },
             max_referred: 8,
         };
-        let json = serde_json::to_vec(&node).unwrap_or_default();
         if let Some(k) = key(&node) {
             self.index.insert(k, Target::Proc(i as u32));
         }
         self.procs.push(Proc {
-            json,
             kind,
             store: Arc::new(MemoryStore::new(
                 rules,
@@ -276,13 +272,14 @@ impl Simulation {
 
     /// Answers one request to process `j` at simulated time `now` as its server would:
     /// `routes::handle` decides against the committed table, a change is committed through
-    /// the store, and the committed outcome words the answer.
+    /// the store, and the committed outcome words the answer. A body is a node, handed over
+    /// as a value (`Body::Node`): its JSON would be the same for every request.
     pub(crate) fn serve(
         &self,
         j: usize,
         method: &str,
         target: &str,
-        body: &[u8],
+        body: Option<&Node>,
         caller: IpAddr,
         now: Instant,
     ) -> Response {
@@ -299,7 +296,7 @@ impl Simulation {
         let request = Request {
             method,
             target,
-            body: Body::Bytes(body),
+            body: body.map_or(Body::Bytes(b""), Body::Node),
             caller,
             authorization: None,
             network: None,
