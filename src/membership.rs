@@ -325,6 +325,8 @@ impl Rules {
 /// Whether `table` may hold `node`, asked before changing an entry that may not be there: a
 /// table still shared (borrowed) is looked in, so that an unknown node does not make it copy
 /// itself; one already owned is changed directly, as the change finds the entry anyway.
+// Whether the table is owned or borrowed is the point, so the `Cow` itself is the argument.
+#[allow(clippy::ptr_arg)]
 fn may_know(table: &Cow<'_, Table>, node: &Node) -> bool {
     match table {
         Cow::Owned(_) => true,

@@ -331,7 +331,12 @@ mod tests {
 
     #[test]
     fn an_ipv4_address_serializes_as_it_displays() {
-        for octets in [[0, 0, 0, 1], [127, 0, 0, 1], [9, 10, 99, 100], [255, 254, 200, 109]] {
+        for octets in [
+            [0, 0, 0, 1],
+            [127, 0, 0, 1],
+            [9, 10, 99, 100],
+            [255, 254, 200, 109],
+        ] {
             let ip = std::net::Ipv4Addr::from(octets);
             let node = Node {
                 host: Host::Ip(IpAddr::V4(ip)),
@@ -346,7 +351,10 @@ mod tests {
             assert_eq!(serde_json::to_string(&host).unwrap(), format!("\"{ip}\""));
         }
         let named = Host::parse("seed.example.com").unwrap();
-        assert_eq!(serde_json::to_string(&named).unwrap(), r#""seed.example.com""#);
+        assert_eq!(
+            serde_json::to_string(&named).unwrap(),
+            r#""seed.example.com""#
+        );
     }
 
     #[test]
