@@ -114,7 +114,7 @@ impl Attacker {
             let Host::Ip(ip) = node.host else { continue };
             for &seed in &seeds {
                 let answer = sim.serve(seed, "POST", "/", Some(node), ip, now);
-                let traffic = &sim.procs[seed].traffic;
+                let traffic = &sim.traffic[seed];
                 traffic.requests_in.fetch_add(1, Relaxed);
                 traffic.bytes_in.fetch_add(
                     super::net::REQUEST_HEAD_BYTES + super::net::json_len(node),
@@ -128,11 +128,21 @@ impl Attacker {
         }
     }
 
-    /// A sybil's answer: every check succeeds, and `GET /nodes/` lists sybils only.
-    pub(crate) fn answer(&self, method: &str, target: &str, body: Option<&Node>) -> Response {
+    /// A sybil's answer: every check succeeds, and `GET /nodes/` lists sybils only, the
+    /// prepared lists taken in turn, or at random with `rng` (a request's own, in a slice).
+    pub(crate) fn answer(
+        &self,
+        method: &str,
+        target: &str,
+        body: Option<&Node>,
+        rng: Option<&mut fastrand::Rng>,
+    ) -> Response {
         match (method, target.starts_with("/nodes")) {
             ("GET", true) if !self.lists.is_empty() => {
-                let i = self.next_list.fetch_add(1, Relaxed) % self.lists.len();
+                let i = match rng {
+                    Some(rng) => rng.usize(..self.lists.len()),
+                    None => self.next_list.fetch_add(1, Relaxed) % self.lists.len(),
+                };
                 owned(self.lists[i].clone())
             }
             ("POST", false) => match body {
@@ -144,9 +154,17 @@ impl Attacker {
     }
 
     /// The lying peer's `GET /nodes/` answer: 1,000 fresh addresses in the honest nodes'
-    /// groups (127.1–127.253) on ports where no simulated node listens.
-    pub(crate) fn fabricated_list(&self) -> Response {
-        let mut rng = lock(&self.rng);
+    /// groups (127.1–127.253) on ports where no simulated node listens, drawn from `rng` (a
+    /// request's own, in a slice) or the attacker's.
+    pub(crate) fn fabricated_list(&self, rng: Option<&mut fastrand::Rng>) -> Response {
+        let mut shared;
+        let rng = match rng {
+            Some(rng) => rng,
+            None => {
+                shared = lock(&self.rng);
+                &mut *shared
+            }
+        };
         let fabricated: Vec<Node> = (0..FABRICATED_PER_ANSWER)
             .map(|_| Node {
                 host: v4(127, rng.u8(1..=253), rng.u8(..), rng.u8(..)),

@@ -237,7 +237,7 @@ pub(crate) fn measure(sim: &mut Simulation, r: usize) -> RoundFigures {
     let mut traffic_sum = [0u64; 4];
     let mut round_ns_sum = 0u64;
     for (i, proc) in sim.procs.iter().enumerate() {
-        let traffic = proc.traffic.take();
+        let traffic = sim.traffic[i].take();
         if !proc.alive() {
             continue;
         }
