@@ -22,6 +22,7 @@
 //! gives the same figures, byte for byte, on any number of threads.
 
 mod attack;
+mod crew;
 pub mod figures;
 mod hash;
 mod net;

@@ -31,14 +31,14 @@
 //! slice from its table as the slice began. A registering `GET /nodes/` refused at the
 //! slice's end (429, 507) is not retried without its body, as `peers` does at once.
 
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::ops::Range;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread;
 use std::time::Instant;
 
 use crate::membership::Snapshot;
 use crate::nodes::Node;
 
+use super::crew::{Crew, Job, with_crew};
 use super::net::count_answer;
 use super::world::{Kind, Simulation};
 
@@ -70,7 +70,7 @@ pub(crate) struct Deferred {
 
 /// Runs the rounds of the processes of `order` (live processes in the round's order), each
 /// starting at the simulated time at the same position of `starts` (nanoseconds since the
-/// epoch, ascending), a slice of `Config::slice` at a time.
+/// epoch, ascending), a slice of `Config::slice` at a time, on `Config::threads` threads.
 pub(crate) fn run(sim: &Simulation, order: &[usize], starts: &[u64]) {
     let length = (sim.config.slice.as_nanos() as u64).max(1);
     let Some(&first) = starts.first() else { return };
@@ -79,40 +79,50 @@ pub(crate) fn run(sim: &Simulation, order: &[usize], starts: &[u64]) {
     // after each slice that changed it; only a member's own round changes its table while
     // its view is out, so a table is copied at most once per round (copy on write).
     let mut views: Vec<Arc<Snapshot>> = sim.procs.iter().map(|p| p.store.snapshot()).collect();
-    let mut from = 0;
-    while from < order.len() {
-        let mut to = from + 1;
-        while to < order.len() && slice_of(to) == slice_of(from) {
-            to += 1;
+    with_crew(sim.config.threads, |crew| {
+        let mut from = 0;
+        while from < order.len() {
+            let mut to = from + 1;
+            while to < order.len() && slice_of(to) == slice_of(from) {
+                to += 1;
+            }
+            run_slice(sim, crew, &mut views, &order[from..to], &starts[from..to]);
+            from = to;
         }
-        run_slice(sim, &mut views, &order[from..to], &starts[from..to]);
-        from = to;
-    }
+    });
 }
 
 /// Runs one slice: the members' rounds at once against `views`, then the deferred requests;
 /// leaves `views` up to date.
-fn run_slice(sim: &Simulation, views: &mut [Arc<Snapshot>], members: &[usize], starts: &[u64]) {
-    let deferred: Vec<Mutex<Vec<Deferred>>> =
-        members.iter().map(|_| Mutex::new(Vec::new())).collect();
+fn run_slice<'a>(
+    sim: &'a Simulation,
+    crew: &Crew<'_, 'a>,
+    views: &mut Vec<Arc<Snapshot>>,
+    members: &'a [usize],
+    starts: &'a [u64],
+) {
     // Seeds first: a seed's sweep is the longest round by far, and it should not be left
     // to one thread at the end. (Which thread runs what changes nothing but the time.)
     let mut schedule: Vec<usize> = (0..members.len()).collect();
     schedule.sort_by_key(|&k| sim.procs[members[k]].kind != Kind::Seed);
-    {
-        let views = &*views;
-        parallel(sim.config.threads, schedule.len(), &|n| {
-            let k = schedule[n];
-            let slice = InSlice {
-                views,
-                deferred: &deferred[k],
-            };
-            sim.run_round(members[k], starts[k], Some(slice));
-        });
-    }
+    let rounds = Arc::new(Rounds {
+        sim,
+        members,
+        starts,
+        schedule,
+        views: std::mem::take(views),
+        deferred: members.iter().map(|_| Mutex::new(Vec::new())).collect(),
+    });
+    crew.run(rounds.clone());
+    let Rounds {
+        views: mut returned,
+        deferred,
+        ..
+    } = Arc::into_inner(rounds).unwrap_or_else(|| unreachable!("the crew let go of the job"));
     for &i in members {
-        views[i] = sim.procs[i].store.snapshot();
+        returned[i] = sim.procs[i].store.snapshot();
     }
+    *views = returned;
 
     // The deferred requests in the order of the rounds, then of each round's requests;
     // grouped by target (a stable sort keeps that order within each).
@@ -124,29 +134,85 @@ fn run_slice(sim: &Simulation, views: &mut [Arc<Snapshot>], members: &[usize], s
         return;
     }
     writes.sort_by_key(|d| d.target);
-    let mut groups: Vec<&[Deferred]> = writes.chunk_by(|a, b| a.target == b.target).collect();
+    let mut groups: Vec<Range<usize>> = Vec::new();
+    for (k, write) in writes.iter().enumerate() {
+        match groups.last_mut() {
+            Some(group) if writes[group.start].target == write.target => group.end = k + 1,
+            _ => groups.push(k..k + 1),
+        }
+    }
     // The busiest targets (the seeds) first, for the same reason as above.
     groups.sort_by_key(|group| std::cmp::Reverse(group.len()));
     // Nobody reads a target's view while its requests are served: let it go, so that its
     // store changes its table in place rather than copying it.
     let empty = Arc::new(Snapshot::default());
-    for group in &groups {
-        views[group[0].target as usize] = Arc::clone(&empty);
+    let targets: Vec<usize> = groups
+        .iter()
+        .map(|group| writes[group.start].target as usize)
+        .collect();
+    for &target in &targets {
+        views[target] = Arc::clone(&empty);
     }
-    // A few requests are not worth a thread.
-    let threads = if writes.len() < 32 {
-        1
-    } else {
-        sim.config.threads
+    let deliveries = Deliveries {
+        sim,
+        writes,
+        groups,
     };
-    parallel(threads, groups.len(), &|g| {
-        for request in groups[g] {
-            deliver(sim, request);
-        }
-    });
-    for group in &groups {
-        let target = group[0].target as usize;
+    // A few requests are not worth waking a thread.
+    if deliveries.writes.len() < 32 {
+        (0..deliveries.len()).for_each(|g| deliveries.work(g));
+    } else {
+        crew.run(Arc::new(deliveries));
+    }
+    for target in targets {
         views[target] = sim.procs[target].store.snapshot();
+    }
+}
+
+/// A slice's rounds, one item per member.
+struct Rounds<'a> {
+    sim: &'a Simulation,
+    members: &'a [usize],
+    starts: &'a [u64],
+    /// Positions in `members`, in the order the threads take them.
+    schedule: Vec<usize>,
+    views: Vec<Arc<Snapshot>>,
+    /// Each member's deferred requests, by position in `members`.
+    deferred: Vec<Mutex<Vec<Deferred>>>,
+}
+
+impl Job for Rounds<'_> {
+    fn len(&self) -> usize {
+        self.schedule.len()
+    }
+
+    fn work(&self, n: usize) {
+        let k = self.schedule[n];
+        let slice = InSlice {
+            views: &self.views,
+            deferred: &self.deferred[k],
+        };
+        self.sim
+            .run_round(self.members[k], self.starts[k], Some(slice));
+    }
+}
+
+/// A slice's deferred requests, one item per target: its requests in their order.
+struct Deliveries<'a> {
+    sim: &'a Simulation,
+    writes: Vec<Deferred>,
+    groups: Vec<Range<usize>>,
+}
+
+impl Job for Deliveries<'_> {
+    fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    fn work(&self, g: usize) {
+        for request in &self.writes[self.groups[g].clone()] {
+            deliver(self.sim, request);
+        }
     }
 }
 
@@ -170,30 +236,4 @@ fn deliver(sim: &Simulation, request: &Deferred) {
     if !request.answered {
         count_answer(sim, target, request.caller as usize, &answer);
     }
-}
-
-/// Runs `work(k)` for every `k` in `0..n` on up to `threads` threads (this one among them),
-/// each taking the next `k` when it is done with one.
-fn parallel(threads: usize, n: usize, work: &(dyn Fn(usize) + Sync)) {
-    let threads = threads.min(n);
-    if threads <= 1 {
-        (0..n).for_each(work);
-        return;
-    }
-    let next = AtomicUsize::new(0);
-    let run = || {
-        loop {
-            let k = next.fetch_add(1, Relaxed);
-            if k >= n {
-                break;
-            }
-            work(k);
-        }
-    };
-    thread::scope(|scope| {
-        for _ in 1..threads {
-            scope.spawn(run);
-        }
-        run();
-    });
 }
