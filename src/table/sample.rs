@@ -102,27 +102,52 @@ pub fn pick_diverse(
     rng: &mut fastrand::Rng,
     mut keep: impl FnMut(&Node) -> bool,
 ) -> Vec<Node> {
-    let mut index: foldhash::HashMap<Group, usize> = foldhash::HashMapExt::new();
-    let mut groups: Vec<Vec<u32>> = Vec::new();
-    for (i, node) in candidates.iter().enumerate() {
-        let slot = *index.entry(node.group()).or_insert_with(|| {
-            groups.push(Vec::new());
-            groups.len() - 1
-        });
-        groups[slot].push(id(i));
+    // The groups, numbered in order of first appearance, and each one's members (positions
+    // in `candidates`, in their order) as one segment of `members`: a counting sort, so
+    // that a long answer costs a few allocations, not one per group.
+    let mut index: foldhash::HashMap<Group, u32> = foldhash::HashMapExt::new();
+    let mut group_of: Vec<u32> = Vec::with_capacity(candidates.len());
+    let mut sizes: Vec<u32> = Vec::new();
+    for node in candidates {
+        let next = id(sizes.len());
+        let group = *index.entry(node.group()).or_insert(next);
+        if group == next {
+            sizes.push(0);
+        }
+        sizes[group as usize] += 1;
+        group_of.push(group);
+    }
+    let mut starts: Vec<u32> = Vec::with_capacity(sizes.len());
+    let mut total = 0;
+    for &size in &sizes {
+        starts.push(total);
+        total += size;
+    }
+    let mut members: Vec<u32> = vec![0; candidates.len()];
+    let mut filled = starts.clone();
+    for (i, &group) in group_of.iter().enumerate() {
+        members[filled[group as usize] as usize] = id(i);
+        filled[group as usize] += 1;
     }
     let mut out: Vec<Node> = Vec::with_capacity(k.min(candidates.len()));
-    let mut live: Vec<usize> = (0..groups.len()).collect();
+    let mut live: Vec<usize> = (0..sizes.len()).collect();
     while out.len() < k && !live.is_empty() {
         // A round: the groups in a random order, shuffled as far as the round gets.
         let mut i = 0;
         while i < live.len() && out.len() < k {
             let pick = rng.usize(i..live.len());
             live.swap(i, pick);
-            let members = &mut groups[live[i]];
+            let group = live[i];
+            let start = starts[group] as usize;
             let mut found = None;
-            while !members.is_empty() {
-                let drawn = members.swap_remove(rng.usize(..members.len()));
+            // The group's members not drawn yet are the first `sizes[group]` of its
+            // segment; a draw takes one at random and moves the last into its place.
+            while sizes[group] > 0 {
+                let left = sizes[group] as usize;
+                let at = start + rng.usize(..left);
+                let drawn = members[at];
+                members[at] = members[start + left - 1];
+                sizes[group] -= 1;
                 let node = &candidates[drawn as usize];
                 if !out.contains(node) && keep(node) {
                     found = Some(node.clone());
