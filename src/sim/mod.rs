@@ -144,12 +144,12 @@ pub struct Config {
     /// `GET /nodes/` answers sampled each round (from random live nodes, and `?limit=10`
     /// from each seed) to measure dead and attacker entries in answers.
     pub probes: usize,
-    /// Simulated time of one slice of a round (`--slice_ms`). The processes whose rounds
-    /// start within one slice run at once, each against the others' tables as the slice
-    /// found them; the changes their requests make to others' tables (registrations) are
-    /// made at the slice's end, in the order of the rounds (see `slice`). Zero: the
-    /// sequential model, one process at a time, every change seen at once by the next
-    /// request.
+    /// Simulated time of one slice of a round (`--slice_ms`, default 100 ms: no longer than
+    /// one answered request takes at the default latency). The processes whose rounds start
+    /// within one slice run at once, each against the others' tables as the slice found
+    /// them; the changes their requests make to others' tables (registrations) are made at
+    /// the slice's end, in the order of the rounds (see `slice`). Zero: the sequential
+    /// model, one process at a time, every change seen at once by the next request.
     pub slice: Duration,
     /// Threads that run a slice's processes (`--threads`, at least 1). Only the speed
     /// depends on it: one seed gives the same output on any number of threads.
@@ -183,7 +183,7 @@ impl Default for Config {
             attack_round: 1,
             observers: 10,
             probes: 20,
-            slice: Duration::from_secs(1),
+            slice: Duration::from_millis(100),
             threads: 1,
         }
     }
