@@ -72,6 +72,9 @@ pub struct Settings {
     pub workers: usize,
     /// `--max_conns`: most open client connections.
     pub max_conns: usize,
+    /// `--max_conns_per_ip`: most open client connections from one IPv4 address or IPv6
+    /// /64; beyond, 503 (tiny_http's `Limits::max_connections_per_source`).
+    pub max_conns_per_ip: usize,
     /// `--verify_source`: accept `POST /` only for the caller's own address (SPEC §10).
     pub verify_source: bool,
     /// The admin token (SPEC §10), at least 16 bytes, from exactly one of `--admin_token`,
@@ -151,6 +154,10 @@ pub struct AppSettings {
     pub health: Option<String>,
     /// `--app_body_limit`: largest request body forwarded, in bytes (default 1 MiB).
     pub body_limit: u64,
+    /// `--app_body_budget`: most bytes of request bodies over 64 KiB (the application's)
+    /// held in memory at once, all clients together (default 64 MiB, and never under
+    /// `body_limit`); beyond, 503 (tiny_http's `Limits::body_budget_bytes`).
+    pub body_budget: u64,
     /// `--app_answer_limit`: largest answer relayed, in bytes (default 16 MiB).
     pub answer_limit: u64,
     /// `--app_timeout`: time the application has to answer (default 10 s).

@@ -121,6 +121,11 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
         &ServerOptions {
             workers: settings.workers,
             max_connections: settings.max_conns,
+            max_connections_per_ip: settings.max_conns_per_ip,
+            body_budget: app_settings
+                .map_or(tiny_http::Limits::default().body_budget_bytes, |app| {
+                    usize::try_from(app.body_budget).unwrap_or(usize::MAX)
+                }),
             app_workers: app_settings.map_or(0, |app| app.workers),
         },
     )?;

@@ -301,6 +301,11 @@ pub const FLAGS: &[Flag] = &[
     })
     .both(Use::Default("1024"))
     .help("most open client connections; beyond, 503"),
+    Flag::value("--max_conns_per_ip", "N", |d, v| {
+        set(&mut d.settings.max_conns_per_ip, int(v, 1, 1_000_000)?)
+    })
+    .both(Use::Default("64"))
+    .help("most open connections from one IP address (IPv6: one /64); beyond, 503"),
     Flag::switch("--verify_source", |d| d.settings.verify_source = true)
         .both(Use::Unset(""))
         .help("accept POST / only for the caller's own IP address"),
@@ -376,6 +381,11 @@ pub const FLAGS: &[Flag] = &[
     })
     .node_only(Use::Default("1MiB"))
     .help("largest request body forwarded to the application"),
+    Flag::value("--app_body_budget", "BYTES", |d, v| {
+        set(&mut d.app.body_budget, bytes(v)?)
+    })
+    .node_only(Use::Default("64MiB"))
+    .help("most bytes of bodies over 64 KiB held at once (at least --app_body_limit); beyond, 503"),
     Flag::value("--app_answer_limit", "BYTES", |d, v| {
         set(&mut d.app.answer_limit, bytes(v)?)
     })

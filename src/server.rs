@@ -46,6 +46,11 @@ pub struct ServerOptions {
     pub workers: usize,
     /// Most connections open at once.
     pub max_connections: usize,
+    /// Most connections open at once from one IPv4 address or IPv6 /64 (`--max_conns_per_ip`).
+    pub max_connections_per_ip: usize,
+    /// Most bytes of request bodies over 64 KiB held at once (`--app_body_budget`; only the
+    /// application's paths take such bodies).
+    pub body_budget: usize,
     /// Threads forwarding to the application (`--app_workers`), when there is one.
     pub app_workers: usize,
 }
@@ -135,6 +140,8 @@ impl Server {
         let app_body_limit = api.config.app_body_limit;
         let limits = tiny_http::Limits {
             max_connections: options.max_connections,
+            max_connections_per_source: options.max_connections_per_ip,
+            body_budget_bytes: options.body_budget,
             idle_timeout: Duration::from_secs(10),
             max_body_bytes: routes::MAX_BODY_BYTES,
             body_limit: app_body_limit.map(|limit| {
@@ -225,9 +232,10 @@ impl Server {
 /// Answers one request, or hands it to `forwarding` for the application. A panic while
 /// deciding answers 500; the worker lives on.
 fn serve(mut request: tiny_http::Request, api: &Api, load: Load, forwarding: Option<&Forwarding>) {
-    let mut body = Vec::new();
-    // The body is already in memory: reading it cannot fail.
-    let _ = request.as_reader().read_to_end(&mut body);
+    // The body is already in memory: moved out, not copied, so that a large one forwarded
+    // to the application is held once (it counts against --app_body_budget until the
+    // request is answered).
+    let body = request.take_body();
     let decision = panic::catch_unwind(AssertUnwindSafe(|| {
         let plain = routes::Request {
             method: request.method().as_str(),
@@ -435,7 +443,11 @@ fn refusals(stats: Arc<Stats>, network: Option<String>, with_app: bool) -> tiny_
             refusal.status.0,
             refusal.reason
         );
-        to_tiny(Response::error(refusal.status.0, refusal.reason), &network)
+        let response = Response {
+            retry_after: refusal.retry_after.map(u64::from),
+            ..Response::error(refusal.status.0, refusal.reason)
+        };
+        to_tiny(response, &network)
     })
 }
 

@@ -146,7 +146,8 @@ fn settings_report_seconds_and_never_the_token() {
     assert_eq!(
         json["app"],
         serde_json::json!({"url": "http://127.0.0.1:8080", "health": null,
-            "body_limit": 1048576, "answer_limit": 16777216, "timeout_seconds": 10.0,
+            "body_limit": 1048576, "body_budget": 67108864, "answer_limit": 16777216,
+            "timeout_seconds": 10.0,
             "workers": 8})
     );
 }
