@@ -49,7 +49,7 @@ pub enum Scope {
 impl Scope {
     /// The scope of `ip`, an IPv4-mapped IPv6 address counting as the IPv4 address it maps.
     pub fn of(ip: IpAddr) -> Scope {
-        match ip.to_canonical() {
+        match embedded_v4(ip).map_or(ip.to_canonical(), IpAddr::V4) {
             IpAddr::V4(ip) => {
                 let [a, b, ..] = ip.octets();
                 if a == 127 {
@@ -102,7 +102,7 @@ impl Scope {
 /// `255.255.255.255` and the reserved `240.0.0.0/4` (RFC 1112). An IPv4-mapped address is judged
 /// as the IPv4 address it maps.
 pub fn never_peer(ip: IpAddr) -> Option<&'static str> {
-    let ip = ip.to_canonical();
+    let ip = embedded_v4(ip).map_or(ip.to_canonical(), IpAddr::V4);
     if ip.is_unspecified() {
         return Some("the unspecified address is not a node address");
     }
@@ -125,6 +125,30 @@ pub fn never_peer(ip: IpAddr) -> Option<&'static str> {
             Some("a multicast address (ff00::/8) is not a node address")
         }
         IpAddr::V6(_) => None,
+    }
+}
+
+/// The IPv4 address an IPv6 address carries, for the spellings that reach it: IPv4-mapped
+/// (`::ffff:0:0/96`, RFC 4291), IPv4-compatible (`::/96`, deprecated, but routed by some
+/// stacks), SIIT (`::ffff:0:0:0/96`, RFC 6145), NAT64 (`64:ff9b::/96`, RFC 6052, and
+/// `64:ff9b:1::/48`, RFC 8215: the last 32 bits) and 6to4 (`2002::/16`, RFC 3056: bits 16–48).
+/// On an IPv6-only host behind NAT64 such an address reaches the IPv4 address it carries, so it
+/// is judged as that address. `::` and `::1` are not IPv4-compatible addresses.
+pub fn embedded_v4(ip: IpAddr) -> Option<Ipv4Addr> {
+    let IpAddr::V6(v6) = ip else { return None };
+    let s = v6.segments();
+    let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    match s {
+        [0, 0, 0, 0, 0, 0xffff, _, _] | [0, 0, 0, 0, 0xffff, 0, _, _] => Some(low),
+        [0, 0, 0, 0, 0, 0, hi, lo] if hi != 0 || lo > 1 => Some(low),
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] | [0x64, 0xff9b, 1, ..] => Some(low),
+        [0x2002, a, b, ..] => Some(Ipv4Addr::new(
+            (a >> 8) as u8,
+            a as u8,
+            (b >> 8) as u8,
+            b as u8,
+        )),
+        _ => None,
     }
 }
 
@@ -264,12 +288,19 @@ fn parse_plain(text: &str) -> Result<Host, &'static str> {
     }
     // RFC 1123 §2.1: a top-level label is never all digits, so `1.2.3` or `256.1.1.1`
     // are malformed IPv4 addresses rather than hostnames.
-    if text
-        .rsplit('.')
-        .next()
-        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
-    {
+    let last = text.rsplit('.').next().unwrap_or_default();
+    if last.bytes().all(|b| b.is_ascii_digit()) {
         return Err("it is not a valid IPv4 address");
+    }
+    // Nor is it a hexadecimal number: resolvers read `0x7f000001` or `0xc6.0x33.0x64.0x7` as
+    // an IPv4 address (inet_aton), so such a "name" would be an IP address in another
+    // spelling, escaping the rules for IP addresses and faking address groups at will.
+    if let Some(hex) = last.strip_prefix("0x").or_else(|| last.strip_prefix("0X"))
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Err(
+            "a number in hexadecimal spells an IPv4 address to resolvers: write the address in dotted decimal",
+        );
     }
     Ok(Host::Name(text.to_ascii_lowercase().into_boxed_str()))
 }
@@ -660,5 +691,38 @@ mod tests {
         assert_eq!(group("127.3.9.9").to_string(), "127.3.0.0/16");
         assert_eq!(group("2001:db8:1::1").to_string(), "2001:db8::/32");
         assert_eq!(group("x.y.seed.example.com").to_string(), "example.com");
+    }
+
+    #[test]
+    fn hexadecimal_numbers_are_not_names() {
+        for text in ["0x7f000001", "0xc6.0x33.0x64.0x7", "a.0X1f", "0x"] {
+            let err = Host::parse(text).expect_err(text);
+            assert!(err.to_string().contains("hexadecimal"), "{text}: {err}");
+        }
+        for text in ["0xfe.example", "0x.org", "x0x1"] {
+            assert!(Host::parse(text).is_ok(), "{text}");
+        }
+    }
+
+    #[test]
+    fn ipv6_addresses_carrying_an_ipv4_address_are_judged_as_it() {
+        let cases = [
+            ("::7f00:1", Scope::Loopback),            // IPv4-compatible 127.0.0.1
+            ("::ffff:0:7f00:1", Scope::Loopback),     // SIIT
+            ("64:ff9b::a9fe:a9fe", Scope::LinkLocal), // NAT64 169.254.169.254
+            ("64:ff9b:1::a01:203", Scope::Private),   // local NAT64 10.1.2.3
+            ("2002:7f00:1::1", Scope::Loopback),      // 6to4 127.0.0.1
+            ("2002:c000:0201::1", Scope::Public),     // 6to4 192.0.2.1
+            ("::1", Scope::Loopback),
+            ("2001:db8::1", Scope::Public),
+        ];
+        for (text, scope) in cases {
+            let ip: IpAddr = text.parse().unwrap();
+            assert_eq!(Scope::of(ip), scope, "{text}");
+        }
+        let multicast: IpAddr = "64:ff9b::e000:1".parse().unwrap();
+        assert!(never_peer(multicast).is_some());
+        assert_eq!(embedded_v4("::".parse().unwrap()), None);
+        assert_eq!(embedded_v4("::1".parse().unwrap()), None);
     }
 }

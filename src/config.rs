@@ -89,6 +89,10 @@ pub struct Settings {
     pub reg_rate: f64,
     /// `--reg_burst`: the bucket's size, new nodes one source may add at once.
     pub reg_burst: u32,
+    /// `--reg_others`: most nodes other than itself (another address, or a name) that
+    /// callers of one address group (IPv4 /16, IPv6 /32) may have registered at once; they
+    /// are listed only once this process's own check found them online.
+    pub reg_others: usize,
     /// `--network`: the `Seedmesh-Network` header value (SPEC §11): ASCII letters, digits,
     /// `-`, `_` and `.`, 1–64 of them.
     pub network: Option<String>,

@@ -18,12 +18,12 @@ use crate::dnsserver::{self, NodeSource};
 use crate::error::Error;
 use crate::logging::count;
 use crate::membership::Rules;
-use crate::nodes::Node;
+use crate::nodes::{Host, Node};
 use crate::peers::{PeerPolicy, Peers};
 use crate::policy::{DEFAULT_MAX_SOURCES, LocalRule, TokenBuckets};
 use crate::report::Profile;
 use crate::routes::ApiConfig;
-use crate::server::{Api, Server, ServerOptions};
+use crate::server::{Api, Server, ServerOptions, Stamp};
 use crate::stats::Stats;
 use crate::store::{Store, StoreOptions};
 use crate::transport::SystemClock;
@@ -44,6 +44,8 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
         Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(start_error("signal handling"))?;
 
     let check_threads = check_threads_within_open_files(settings);
+    // Drawn once: answers carry it, and a check that meets it has reached this process.
+    let instance = format!("{:016x}", fastrand::u64(..));
     let listener = bind(settings)?;
     let bound = listener.local_addr().map_err(start_error("the listener"))?;
     let me = settings.advertised(bound.port());
@@ -59,6 +61,7 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
             max_nodes: settings.max_nodes,
             own: identity.clone(),
             local,
+            max_referred: settings.reg_others,
         },
     })?;
     for warning in warnings {
@@ -72,8 +75,23 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
             host: app.host.clone(),
             port: app.port,
         };
-        // A request forwarded to this very process would be forwarded again, for ever.
-        if identity.contains(&at) {
+        // A request forwarded to this very process would be forwarded again, for ever: by
+        // its address, or by a name that resolves to it.
+        let resolved: Vec<Node> = match &at.host {
+            Host::Ip(_) => vec![at.clone()],
+            Host::Name(name) => (name.as_ref(), at.port)
+                .to_socket_addrs()
+                .map(|addrs| {
+                    addrs
+                        .map(|a| Node {
+                            host: Host::Ip(a.ip().to_canonical()),
+                            port: a.port(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        if resolved.iter().any(|node| identity.contains(node)) {
             return Err(Error::Usage(format!(
                 "--app {} is this node itself; give the address of the application behind it",
                 app.url
@@ -104,6 +122,10 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
             settings.reg_burst,
             DEFAULT_MAX_SOURCES,
         )),
+        stamp: Stamp {
+            network: settings.network.clone(),
+            instance: instance.clone(),
+        },
         app: app.clone(),
     });
     // DNS seeding (SPEC §12): bound before `listening on`, so that a bad address stops the start.
@@ -178,6 +200,7 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
                 local,
                 own: identity,
                 network: settings.network.clone(),
+                instance: instance.clone(),
                 exempt: settings
                     .node
                     .as_ref()

@@ -327,6 +327,11 @@ pub const FLAGS: &[Flag] = &[
     })
     .both(Use::Default("100"))
     .help("new nodes one source IP may add at once"),
+    Flag::value("--reg_others", "N", |d, v| {
+        set(&mut d.settings.reg_others, int(v, 0, 1_000_000)?)
+    })
+    .both(Use::Default("8"))
+    .help("nodes other than itself one source /16 may have registered at once"),
     Flag::value("--network", "NAME", |d, v| {
         set(&mut d.settings.network, Some(network(v)?))
     })

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
 use crate::config::Identity;
-use crate::nodes::{Host, Node};
+use crate::nodes::{Group, Host, Node};
 use crate::policy::{LocalRule, Refusal};
 use crate::table::{Admission, Entry, Source, Table};
 
@@ -90,6 +90,9 @@ impl Snapshot {
 pub enum Change {
     /// A node registering itself (`POST /`, a registering `GET /nodes/`).
     Register(Node),
+    /// A caller of address group `by` registering a node that is not itself (another
+    /// address, or a name): counted against `by`, and not vouched for until checked.
+    Refer { node: Node, by: Group },
     /// An administrator adding a node (`POST /nodes/`).
     Add(Node),
     /// An administrator removing a node (`DELETE /nodes/`).
@@ -121,6 +124,9 @@ pub enum Outcome {
     IsSelf,
     /// The local-address rule refuses the node: nothing changed.
     Refused(Refusal),
+    /// The caller's group already registered `Rules::max_referred` nodes other than itself
+    /// that are still known: nothing changed.
+    TooManyReferred,
     Removed,
     /// Not known: nothing changed.
     NotKnown,
@@ -147,6 +153,7 @@ impl Outcome {
             | Outcome::Full
             | Outcome::IsSelf
             | Outcome::Refused(_)
+            | Outcome::TooManyReferred
             | Outcome::NotKnown
             | Outcome::Recorded => false,
         }
@@ -187,6 +194,10 @@ pub struct Rules {
     pub own: Identity,
     /// SPEC §11's local-address rule, for every way a node comes in.
     pub local: LocalRule,
+    /// `--reg_others`: most entries one caller's address group may have registered on
+    /// others' behalf at once. Without it, one source could register an address in every
+    /// group and own the diverse answers meant to keep it to one group's share.
+    pub max_referred: usize,
 }
 
 impl Rules {
@@ -201,6 +212,12 @@ impl Rules {
     ) -> Outcome {
         match change {
             Change::Register(node) => self.admit(table, node, Source::Registered, rng),
+            Change::Refer { node, by } => {
+                if !table.contains(node) && table.referred_by(by) >= self.max_referred {
+                    return Outcome::TooManyReferred;
+                }
+                self.admit_referred(table, node, by, rng)
+            }
             Change::Add(node) => self.admit(table, node, Source::Added, rng),
             Change::Remove(node) => {
                 if table.contains(node) {
@@ -256,6 +273,27 @@ impl Rules {
         source: Source,
         rng: &mut fastrand::Rng,
     ) -> Outcome {
+        self.admit_as(table, node, source, None, rng)
+    }
+
+    fn admit_referred(
+        &self,
+        table: &mut Cow<'_, Table>,
+        node: &Node,
+        by: &Group,
+        rng: &mut fastrand::Rng,
+    ) -> Outcome {
+        self.admit_as(table, node, Source::Referred, Some(by), rng)
+    }
+
+    fn admit_as(
+        &self,
+        table: &mut Cow<'_, Table>,
+        node: &Node,
+        source: Source,
+        referrer: Option<&Group>,
+        rng: &mut fastrand::Rng,
+    ) -> Outcome {
         if self.own.contains(node) {
             return Outcome::IsSelf;
         }
@@ -269,10 +307,12 @@ impl Rules {
                 return Outcome::AlreadyKnown;
             }
         }
-        match table
-            .to_mut()
-            .admit(node.clone(), source, self.max_nodes, rng)
-        {
+        let table = table.to_mut();
+        let admission = match referrer {
+            Some(by) => table.admit_referred(node.clone(), by.clone(), self.max_nodes, rng),
+            None => table.admit(node.clone(), source, self.max_nodes, rng),
+        };
+        match admission {
             Admission::Added => Outcome::Added { evicted: None },
             Admission::AddedEvicting(gone) => Outcome::Added {
                 evicted: Some(gone),
@@ -344,6 +384,7 @@ mod tests {
                 allow_local: true,
                 public_only: false,
             },
+            max_referred: 8,
         }
     }
 
@@ -411,6 +452,7 @@ mod tests {
                 allow_local: false,
                 public_only: false,
             },
+            max_referred: 8,
             ..rules(10)
         };
         let mut table = Table::new();

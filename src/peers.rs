@@ -62,6 +62,10 @@ pub fn agent(config: ureq::config::Config) -> ureq::Agent {
 /// The header that keeps networks apart (SPEC §11).
 pub const NETWORK_HEADER: &str = "Seedmesh-Network";
 
+/// The header by which a process recognises an answer from itself: a random number drawn at
+/// start, on every answer (SPEC §1: a process never probes itself, under any address).
+pub const INSTANCE_HEADER: &str = "Seedmesh-Instance";
+
 /// What every request to a peer respects (SPEC §1, §11).
 #[derive(Debug, Clone)]
 pub struct PeerPolicy {
@@ -73,6 +77,8 @@ pub struct PeerPolicy {
     pub network: Option<String>,
     /// Seeds given on the command line: the operator's choice, exempt from the local rule.
     pub exempt: Vec<Node>,
+    /// This process's `Seedmesh-Instance`: an answer carrying it came from itself.
+    pub instance: String,
 }
 
 /// A peer's `/nodes/` answer over this size is dropped (SPEC §10), in bytes.
@@ -214,12 +220,19 @@ impl Peers {
         Ok(request)
     }
 
-    /// An answer, unless it names another network.
+    /// An answer, unless it names another network or comes from this process itself.
     fn checked(
         &self,
         answer: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<ureq::http::Response<ureq::Body>, PeerError> {
         let response = answer.map_err(cause)?;
+        if response
+            .headers()
+            .get(INSTANCE_HEADER)
+            .is_some_and(|instance| instance.as_bytes() == self.policy.instance.as_bytes())
+        {
+            return Err(PeerError::IsSelf);
+        }
         if let (Some(ours), Some(theirs)) =
             (&self.policy.network, response.headers().get(NETWORK_HEADER))
             && theirs.as_bytes() != ours.as_bytes()
@@ -464,6 +477,7 @@ mod tests {
             own: Identity::of(Vec::new()),
             network: None,
             exempt: Vec::new(),
+            instance: "test".into(),
         };
         let peers = Peers::new(Duration::from_secs(5), 4, policy);
         let list = peers.fetch_nodes(&serve_once(head, body), None).unwrap();

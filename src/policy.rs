@@ -2,7 +2,7 @@
 //! through the table), and the per-source token buckets that bound how fast one source adds
 //! new nodes. Time is an `Instant` handed in.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;

@@ -17,7 +17,7 @@ use tiny_http::{Header, StatusCode};
 use crate::app::{App, Incoming, Relayed};
 use crate::error::Error;
 use crate::membership::Outcome;
-use crate::peers::NETWORK_HEADER;
+use crate::peers::{INSTANCE_HEADER, NETWORK_HEADER};
 use crate::policy::TokenBuckets;
 use crate::report::{self, Facts, Load, Profile};
 use crate::response::{Payload, Response};
@@ -34,9 +34,36 @@ pub struct Api {
     pub stats: Arc<Stats>,
     /// SPEC §11's per-source token buckets for new registrations.
     pub buckets: Mutex<TokenBuckets>,
+    /// The headers every answer carries.
+    pub stamp: Stamp,
     /// `--app`: the chain application that answers the paths that are not the API's
     /// (SPEC §13); `config.app_body_limit` is set with it.
     pub app: Option<Arc<App>>,
+}
+
+/// What every answer of this process carries besides its own headers: `Seedmesh-Network`
+/// with `--network` (SPEC §11), and `Seedmesh-Instance`, a random number drawn at start, by
+/// which a process recognises an answer from itself whatever address reached it (an
+/// interface address added after start, a NAT hairpin, a name).
+#[derive(Debug, Clone)]
+pub struct Stamp {
+    pub network: Option<String>,
+    pub instance: String,
+}
+
+impl Stamp {
+    /// Adds the stamp's headers to `answer`.
+    fn apply(&self, answer: &mut tiny_http::Response) {
+        let headers = [
+            self.network.as_deref().map(|name| (NETWORK_HEADER, name)),
+            Some((INSTANCE_HEADER, self.instance.as_str())),
+        ];
+        for (name, value) in headers.into_iter().flatten() {
+            if let Ok(header) = Header::from_bytes(name, value) {
+                answer.add_header(header);
+            }
+        }
+    }
 }
 
 /// How the server runs.
@@ -119,13 +146,7 @@ impl Forwarding {
                 "the application is busy: every --app_workers thread is forwarding and as many requests wait; try again",
             )
         };
-        send(
-            job.request,
-            job.label,
-            response,
-            &api.stats,
-            &api.config.network,
-        );
+        send(job.request, job.label, response, &api.stats, &api.stamp);
     }
 }
 
@@ -154,7 +175,7 @@ impl Server {
             source,
         };
         let with_app = app_body_limit.is_some();
-        let refusals = refusals(Arc::clone(&api.stats), api.config.network.clone(), with_app);
+        let refusals = refusals(Arc::clone(&api.stats), api.stamp.clone(), with_app);
         let http = Arc::new(
             tiny_http::Server::from_listener_with(listener, limits, refusals)
                 .map_err(start_error)?,
@@ -274,16 +295,16 @@ fn serve(mut request: tiny_http::Request, api: &Api, load: Load, forwarding: Opt
         Err(_) => {
             let label = Label::of_target(request.url(), api.app.is_some());
             let response = Response::error(500, "internal error; nothing was changed");
-            return send(request, label, response, &stats, &api.config.network);
+            return send(request, label, response, &stats, &api.stamp);
         }
     };
     let label = decision.label;
     match (decision.reply, report) {
         (_, Some(response)) | (Reply::Now(response), None) => {
-            send(request, label, response, &stats, &api.config.network);
+            send(request, label, response, &stats, &api.stamp);
         }
         (Reply::Commit { change, answer }, None) => {
-            let network = api.config.network.clone();
+            let stamp = api.stamp.clone();
             api.store.submit(
                 change,
                 Box::new(move |result| {
@@ -291,7 +312,7 @@ fn serve(mut request: tiny_http::Request, api: &Api, load: Load, forwarding: Opt
                         note_defences(&stats, &committed.outcome);
                     }
                     let response = answer.finish(result, &mut fastrand::Rng::new());
-                    send(request, label, response, &stats, &network);
+                    send(request, label, response, &stats, &stamp);
                 }),
             )
         }
@@ -323,10 +344,10 @@ fn forward_to_app(
     forward: Forward,
     api: &Api,
 ) -> (u16, tiny_http::Response) {
-    let network = &api.config.network;
+    let stamp = &api.stamp;
     let Some(app) = &api.app else {
         let response = Response::error(404, "no such path");
-        return (404, to_tiny(response, network));
+        return (404, to_tiny(response, stamp));
     };
     let forwarded = panic::catch_unwind(AssertUnwindSafe(|| {
         let headers: Vec<(&str, &str)> = request
@@ -348,18 +369,18 @@ fn forward_to_app(
     let response = match forwarded {
         Ok(Ok(relayed)) => {
             let head = *request.method() == tiny_http::Method::Head;
-            return (relayed.status, relay(relayed, head, network));
+            return (relayed.status, relay(relayed, head, stamp));
         }
         Ok(Err(e)) => Response::error(e.status(), e.to_string()),
         Err(_) => Response::error(500, "internal error while forwarding to the application"),
     };
-    (response.status, to_tiny(response, network))
+    (response.status, to_tiny(response, stamp))
 }
 
 /// The application's answer as tiny_http's response: its status, its end-to-end headers
 /// (tiny_http writes `Date`, the framing and `Connection` itself) and its body; an answer to
-/// `HEAD` declares the length the application declared. With `--network`, it names it too.
-fn relay(answer: Relayed, head: bool, network: &Option<String>) -> tiny_http::Response {
+/// `HEAD` declares the length the application declared. It carries the stamp too.
+fn relay(answer: Relayed, head: bool, stamp: &Stamp) -> tiny_http::Response {
     let mut relayed =
         tiny_http::Response::from_data(answer.body).with_status_code(StatusCode(answer.status));
     for (name, value) in answer.headers {
@@ -368,12 +389,7 @@ fn relay(answer: Relayed, head: bool, network: &Option<String>) -> tiny_http::Re
             Err(()) => log::debug!("application header {name} not relayed: not a valid field"),
         }
     }
-    if let Some(header) = network
-        .as_ref()
-        .and_then(|name| Header::from_bytes(NETWORK_HEADER, name.as_bytes()).ok())
-    {
-        relayed.add_header(header);
-    }
+    stamp.apply(&mut relayed);
     if head {
         relayed = relayed.with_head_length(answer.length);
     }
@@ -423,7 +439,7 @@ fn note_defences(stats: &Stats, outcome: &Outcome) {
 /// request, too many connections, …): worded as the API's errors, with the same headers, and
 /// counted in `http_requests_total` like them (under route `other` when the path is unknown
 /// or was never read, `app` when it is the application's).
-fn refusals(stats: Arc<Stats>, network: Option<String>, with_app: bool) -> tiny_http::Refusals {
+fn refusals(stats: Arc<Stats>, stamp: Stamp, with_app: bool) -> tiny_http::Refusals {
     Arc::new(move |refusal: &tiny_http::Refusal<'_>| {
         if refusal.cause == tiny_http::Cause::TooManyConnections {
             stats.warn(Warning::TooManyConnections, 1, Instant::now());
@@ -447,7 +463,7 @@ fn refusals(stats: Arc<Stats>, network: Option<String>, with_app: bool) -> tiny_
             retry_after: refusal.retry_after.map(u64::from),
             ..Response::error(refusal.status.0, refusal.reason)
         };
-        to_tiny(response, &network)
+        to_tiny(response, &stamp)
     })
 }
 
@@ -458,10 +474,10 @@ fn send(
     label: Label,
     response: Response,
     stats: &Stats,
-    network: &Option<String>,
+    stamp: &Stamp,
 ) {
     let status = response.status;
-    deliver(request, label, status, to_tiny(response, network), stats);
+    deliver(request, label, status, to_tiny(response, stamp), stats);
 }
 
 /// Counts an answer of `status` and hands it to the connection thread.
@@ -492,8 +508,8 @@ fn deliver(
 /// Every answer's headers and body, the API's and the connection layer's alike (tiny_http
 /// adds `Date`, `Content-Length` and `Connection`). The body is handed over as it is, not
 /// copied: for `GET /nodes/` it is the committed list's JSON, shared by every answer until
-/// the list changes. With `--network`, every answer names it (SPEC §11).
-fn to_tiny(response: Response, network: &Option<String>) -> tiny_http::Response {
+/// the list changes. Every answer carries the stamp.
+fn to_tiny(response: Response, stamp: &Stamp) -> tiny_http::Response {
     let mut answer = tiny_http::Response::from_shared(Arc::new(response.body))
         .with_status_code(StatusCode(response.status))
         .with_header(fixed_header(
@@ -512,12 +528,7 @@ fn to_tiny(response: Response, network: &Option<String>) -> tiny_http::Response 
     {
         answer.add_header(header);
     }
-    if let Some(header) = network
-        .as_ref()
-        .and_then(|name| Header::from_bytes(NETWORK_HEADER, name.as_bytes()).ok())
-    {
-        answer.add_header(header);
-    }
+    stamp.apply(&mut answer);
     answer
 }
 

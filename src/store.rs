@@ -419,6 +419,7 @@ mod tests {
                 allow_local: true,
                 public_only: false,
             },
+            max_referred: 8,
         }
     }
 

@@ -12,100 +12,11 @@
 //! O(G + S), S the size of the largest group; `sample(k)` O(k + G); `sample_where` O(k + G +
 //! the entries its filter turns down); `random` O(1).
 
+use foldhash::HashMap;
 use std::cmp::Reverse;
-use std::collections::HashMap;
 use std::time::Instant;
 
 use crate::nodes::{Group, Host, Node};
-
-/// How an entry came into the table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Source {
-    /// Loaded from the nodes file at start.
-    File,
-    /// Registered itself (`POST /`, a registering `GET /nodes/`).
-    Registered,
-    /// Added by an administrator (`POST /nodes/`).
-    Added,
-    /// Learned from a peer's or a seed's list.
-    Learned,
-}
-
-impl Source {
-    /// Whether this process vouches for an entry of this source before its own check does
-    /// (SPEC §2, §11): registered and added entries, and those of its own file (every entry
-    /// it wrote was registered, added, or learned after a check of its own). Learned entries
-    /// wait for a successful check.
-    pub fn vouches(self) -> bool {
-        matches!(self, Source::Registered | Source::Added | Source::File)
-    }
-}
-
-/// One known node and its check state.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    node: Node,
-    last_seen: Option<Instant>,
-    /// Saturates at `u16::MAX`, far beyond any `--fail_limit`.
-    failures: u16,
-    source: Source,
-    last_ok: Option<bool>,
-    /// Index into `Table::host_info`.
-    host: u32,
-    /// Position in its group's member list.
-    group_pos: u32,
-    /// Position in `Table::order`.
-    order_pos: u32,
-}
-
-impl Entry {
-    /// The node (canonical host and port).
-    pub fn node(&self) -> &Node {
-        &self.node
-    }
-
-    /// How it came in (upgraded to a vouching source when a learned or file entry later
-    /// registers or is added).
-    pub fn source(&self) -> Source {
-        self.source
-    }
-
-    /// Consecutive failed checks since the last successful one.
-    pub fn failures(&self) -> u32 {
-        u32::from(self.failures)
-    }
-
-    /// When a check last found it online; `None` when none ever did.
-    pub fn last_seen(&self) -> Option<Instant> {
-        self.last_seen
-    }
-
-    /// Whether its last check succeeded; `None` when it was never checked.
-    pub fn last_ok(&self) -> Option<bool> {
-        self.last_ok
-    }
-
-    /// Whether this process may vouch for it to others (SPEC §2, §11): registered, added, or
-    /// found online by one of its own checks at least once.
-    pub fn vouched(&self) -> bool {
-        self.source.vouches() || self.last_seen.is_some()
-    }
-}
-
-/// What [`Table::admit`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Admission {
-    /// Added at the end.
-    Added,
-    /// Added at the end, after evicting this node from the largest group.
-    AddedEvicting(Node),
-    /// Already known: nothing changed, except that a vouching source replaces one that does
-    /// not vouch.
-    AlreadyKnown,
-    /// The table is full and the newcomer's group is (one of) the largest: nothing changed
-    /// (the API answers 507).
-    Full,
-}
 
 /// A host (IP literal or name) and how many entries it has.
 #[derive(Debug, Clone)]
@@ -215,6 +126,8 @@ pub struct Table {
     /// Which positions of `order` are occupied, to find the i-th entry.
     ranks: Fenwick,
     vacant: usize,
+    /// How many `Referred` entries each caller's group registered.
+    referrals: HashMap<Group, u32>,
 }
 
 impl Table {
@@ -293,10 +206,43 @@ impl Table {
         max_nodes: usize,
         rng: &mut fastrand::Rng,
     ) -> Admission {
+        self.admit_from(node, source, None, max_nodes, rng)
+    }
+
+    /// Admits a node that a caller of group `referrer` registered on its behalf, as
+    /// `Source::Referred` (see [`Table::admit`]; a known node is left as it is).
+    pub fn admit_referred(
+        &mut self,
+        node: Node,
+        referrer: Group,
+        max_nodes: usize,
+        rng: &mut fastrand::Rng,
+    ) -> Admission {
+        self.admit_from(node, Source::Referred, Some(referrer), max_nodes, rng)
+    }
+
+    /// How many entries callers of `group` registered on others' behalf (`Referred`).
+    pub fn referred_by(&self, group: &Group) -> usize {
+        self.referrals.get(group).map_or(0, |&n| n as usize)
+    }
+
+    fn admit_from(
+        &mut self,
+        node: Node,
+        source: Source,
+        referrer: Option<Group>,
+        max_nodes: usize,
+        rng: &mut fastrand::Rng,
+    ) -> Admission {
         if let Some(slot) = self.slot_of(&node) {
             let entry = self.at_mut(slot);
             if source.vouches() && !entry.source.vouches() {
                 entry.source = source;
+                // No longer someone else's referral: the node itself (or an administrator)
+                // stands for it now.
+                if let Some(gone) = entry.referrer.take() {
+                    self.unrefer(&gone);
+                }
             }
             return Admission::AlreadyKnown;
         }
@@ -308,7 +254,7 @@ impl Table {
                 _ => return Admission::Full,
             }
         }
-        self.insert(node, source);
+        self.insert(node, source, referrer);
         match evicted {
             Some(node) => Admission::AddedEvicting(node),
             None => Admission::Added,
@@ -415,7 +361,19 @@ impl Table {
         self.remove_slot(slot).node
     }
 
-    fn insert(&mut self, node: Node, source: Source) {
+    fn unrefer(&mut self, group: &Group) {
+        if let Some(count) = self.referrals.get_mut(group) {
+            *count -= 1;
+            if *count == 0 {
+                self.referrals.remove(group);
+            }
+        }
+    }
+
+    fn insert(&mut self, node: Node, source: Source, referrer: Option<Group>) {
+        if let Some(group) = &referrer {
+            *self.referrals.entry(group.clone()).or_insert(0) += 1;
+        }
         let host = match self.hosts.get(&node.host) {
             Some(&h) => h,
             None => {
@@ -451,6 +409,7 @@ impl Table {
             host,
             group_pos: id(members.len()),
             order_pos: id(self.order.len()),
+            referrer,
             node,
         };
         members.push(slot);
@@ -489,6 +448,9 @@ impl Table {
             .unwrap_or_else(|| unreachable!("slot {slot} is free"));
         self.free_slots.push(slot);
         self.index.remove(&(entry.host, entry.node.port));
+        if let Some(group) = &entry.referrer {
+            self.unrefer(group);
+        }
 
         self.order[entry.order_pos as usize] = VACANT;
         self.ranks.remove_one(entry.order_pos as usize);
@@ -549,8 +511,11 @@ fn id(index: usize) -> u32 {
     u32::try_from(index).unwrap_or_else(|_| unreachable!("more than 2^32 entries"))
 }
 
+mod entry;
 mod fenwick;
 mod sample;
+
+pub use entry::{Admission, Entry, Source};
 
 use fenwick::Fenwick;
 pub use sample::pick_diverse;

@@ -409,17 +409,13 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
                         list.invalid
                     );
                 }
-                let new: Vec<Node> = list
-                    .nodes
-                    .into_iter()
-                    .filter(|n| {
-                        *n != role.me
-                            && !snapshot.table.contains(n)
-                            && !candidates.contains(n)
-                            && upkeep.learnable(n)
-                    })
-                    .collect();
-                candidates.extend(pick_diverse(new, role.kn_limit, &mut rng));
+                let picked = pick_diverse(&list.nodes, role.kn_limit, &mut rng, |n| {
+                    *n != role.me
+                        && !snapshot.table.contains(n)
+                        && !candidates.contains(n)
+                        && upkeep.learnable(n)
+                });
+                candidates.extend(picked);
             }
         }
         if candidates.is_empty() {

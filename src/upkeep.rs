@@ -4,7 +4,7 @@
 //! (`update.rs`) feed it check results and act on its verdicts; it never does I/O and reads no
 //! clock (time is handed in).
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::time::{Duration, Instant};
 
 use crate::nodes::Node;

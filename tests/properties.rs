@@ -544,6 +544,7 @@ fn rules(max_nodes: usize) -> Rules {
             allow_local: true,
             public_only: false,
         },
+        max_referred: 8,
     }
 }
 
@@ -604,6 +605,7 @@ impl Model {
                 Outcome::Forgot(before - self.nodes.len())
             }
             Change::Checked { .. } => Outcome::Recorded,
+            Change::Refer { .. } => unreachable!("not generated here"),
         }
     }
 }

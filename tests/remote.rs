@@ -220,3 +220,113 @@ fn a_name_that_resolves_to_the_process_itself_is_dropped_at_its_first_check() {
         },
     );
 }
+
+#[test]
+fn one_caller_registering_addresses_of_many_groups_owns_no_answers() {
+    in_namespace(
+        "one_caller_registering_addresses_of_many_groups_owns_no_answers",
+        || {
+            let dir = TempDir::new("remote-referrals");
+            // Twelve honest nodes in twelve groups, each registering itself.
+            let honest_ips: Vec<String> = (1..=12).map(|g| format!("10.{g}.0.1")).collect();
+            add_addresses(&honest_ips);
+            let seed = dns(&dir.join("seed"), &["-i", "192.0.2.1", "-u", "0.5"]);
+            let honest: Vec<FakePeer> = honest_ips
+                .iter()
+                .map(|ip| FakePeer::new(ip, "[]"))
+                .collect();
+            for peer in &honest {
+                let ip = peer.addr.ip().to_string();
+                let body = node_at(&ip, peer.addr.port());
+                let answer = request_from(&ip, "POST", seed.addr, "/", Some(&body), &[]);
+                assert_eq!(answer.status, 200, "{}", answer.body);
+            }
+            // One caller registers an address in each of 99 other groups, as the attack did.
+            let attacker = "203.0.113.9";
+            let statuses: Vec<u16> = (100..199)
+                .map(|g| {
+                    let body = node_at(&format!("10.{g}.7.7"), 9000);
+                    request_from(attacker, "POST", seed.addr, "/", Some(&body), &[]).status
+                })
+                .collect();
+            let accepted = statuses.iter().filter(|s| **s == 200).count();
+            assert_eq!(accepted, 8, "--reg_others: {statuses:?}");
+            assert!(
+                statuses.iter().all(|s| [200, 403].contains(s)),
+                "{statuses:?}"
+            );
+            // None is listed, before its check or after (nothing answers there).
+            let attackers = |listed: &[(String, u16)]| {
+                listed.iter().filter(|(ip, _)| ip.ends_with(".7.7")).count()
+            };
+            assert_eq!(attackers(&seed.nodes()), 0);
+            wait_until(std::time::Duration::from_secs(10), "a sweep", || {
+                seed.stderr().matches("round:").count() >= 3
+            });
+            for _ in 0..50 {
+                let listed = nodes_of(&seed.get("/nodes/?limit=10").json());
+                assert_eq!(attackers(&listed), 0, "{listed:?}");
+                assert_eq!(listed.len(), 10);
+            }
+        },
+    );
+}
+
+#[test]
+fn an_address_added_after_start_is_still_recognised_as_the_process_itself() {
+    in_namespace(
+        "an_address_added_after_start_is_still_recognised_as_the_process_itself",
+        || {
+            let dir = TempDir::new("remote-new-address");
+            let seed = dns(&dir.join("seed"), &["-i", "0.0.0.0", "-u", "0.3"]);
+            // An address the seed did not have when it listed its identities.
+            add_addresses(&["192.0.2.77".to_string()]);
+            let body = node_at("192.0.2.77", seed.port());
+            let answer = request_from("203.0.113.9", "POST", seed.addr, "/", Some(&body), &[]);
+            assert_eq!(answer.status, 200, "{}", answer.body);
+            wait_until(
+                std::time::Duration::from_secs(10),
+                "its first check",
+                || {
+                    seed.get("/metrics")
+                        .body
+                        .contains("seedmesh_check_failures_total{cause=\"itself\"} 1")
+                },
+            );
+            assert!(seed.nodes().is_empty(), "never listed");
+            assert!(seed.nodes_on_disk().is_empty(), "dropped");
+        },
+    );
+}
+
+#[test]
+fn an_app_whose_name_leads_back_to_the_node_is_refused_at_start() {
+    in_namespace(
+        "an_app_whose_name_leads_back_to_the_node_is_refused_at_start",
+        || {
+            let dir = TempDir::new("remote-app-alias");
+            hosts_file(dir.path(), &[("192.0.2.1", "alias.test")]);
+            let port = refused_addr("192.0.2.1").port().to_string();
+            let failed = try_spawn(
+                env!("CARGO_BIN_EXE_node"),
+                &dir.join("n"),
+                &[
+                    "-i",
+                    "192.0.2.1",
+                    "-p",
+                    &port,
+                    "--app",
+                    &format!("http://alias.test:{port}"),
+                ],
+            )
+            .err()
+            .expect("refused");
+            assert_eq!(failed.status.code(), Some(2), "{failed:?}");
+            assert!(
+                failed.stderr.contains("is this node itself"),
+                "{}",
+                failed.stderr
+            );
+        },
+    );
+}

@@ -61,6 +61,7 @@ impl Draft {
                 public_only: false,
                 reg_rate: 0.0,
                 reg_burst: 0,
+                reg_others: 0,
                 network: None,
                 seed_dns: None,
                 log_level: log::LevelFilter::Info,

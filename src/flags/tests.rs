@@ -47,7 +47,7 @@ fn sample(long: &str) -> Option<&'static str> {
         "--dns" => "[::1]:7",
         "--advertise" => "seed.example.org",
         "--timeout" => "0.5",
-        "--fail_limit" | "--reg_burst" => "2",
+        "--fail_limit" | "--reg_burst" | "--reg_others" => "2",
         "--max_nodes" | "--list_limit" | "--check_threads" | "--workers" | "--max_conns"
         | "--max_conns_per_ip" | "--app_workers" => "7",
         "--allow_local" => "yes",

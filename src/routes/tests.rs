@@ -38,6 +38,7 @@ fn fixture(max_nodes: usize, config: ApiConfig) -> Fixture {
                 allow_local: true,
                 public_only: false,
             },
+            max_referred: 8,
         },
         snapshot: RefCell::new(Arc::new(Snapshot::default())),
         disk_full: Cell::new(false),
@@ -172,7 +173,7 @@ fn registration_stores_the_canonical_node_and_lists_it() {
         "POST",
         "/",
         r#"{"ip_address": "0:0:0:0:0:0:0:1", "port": 55000}"#,
-        REMOTE,
+        LOCAL,
         None,
     );
     assert_eq!(response.status, 200);
@@ -517,7 +518,7 @@ fn bodies_over_the_limit_are_413() {
 #[test]
 fn a_full_table_is_507_and_unchanged() {
     let f = fixture(2, config());
-    call(&f, "POST", "/", &node(1), REMOTE, None);
+    call(&f, "POST", "/", &node(1), LOCAL, None);
     call(&f, "POST", "/nodes/", &node(2), LOCAL, None);
     for (method, target) in [("POST", "/"), ("POST", "/nodes/")] {
         let response = call(&f, method, target, &node(3), LOCAL, None);
@@ -928,4 +929,46 @@ fn the_applications_paths_are_labelled_app_only_with_an_application() {
     assert_eq!(Label::of_target("/nodes/?limit=2", true), Label::Nodes);
     assert_eq!(Label::of_target("/nodes/x", true), Label::Other);
     assert_eq!(Label::of_target("*", true), Label::Other);
+}
+
+#[test]
+fn a_caller_registering_others_is_counted_and_not_vouched_for_until_checked() {
+    let f = fixture(100, config());
+    // 192.0.2.7 registers nodes of eight other groups: accepted, none listed yet.
+    for g in 1..=8 {
+        let answer = register_from(&f, REMOTE, &format!("198.51.{g}.1"), 80);
+        assert_eq!(answer.status, 200, "{g}");
+    }
+    assert!(
+        ports(&get(&f, "/nodes/")).is_empty(),
+        "referrals wait for a check"
+    );
+    let ninth = register_from(&f, REMOTE, "203.0.113.1", 80);
+    assert_eq!(ninth.status, 403);
+    assert!(error(&ninth).contains("--reg_others"), "{}", error(&ninth));
+    // Another caller of the same /16 is the same source group.
+    let neighbour = IpAddr::V4(Ipv4Addr::new(192, 0, 9, 9));
+    assert_eq!(register_from(&f, neighbour, "203.0.113.2", 80).status, 403);
+    // Its own address is not a referral; nor is a known node registered again.
+    assert_eq!(register_from(&f, REMOTE, "192.0.2.7", 80).status, 200);
+    assert_eq!(ports(&get(&f, "/nodes/")), vec![80]);
+    assert_eq!(register_from(&f, REMOTE, "198.51.1.1", 80).status, 200);
+    // A referred node that registers itself is vouched for; a checked one too.
+    let referred = IpAddr::V4(Ipv4Addr::new(198, 51, 1, 1));
+    assert_eq!(register_from(&f, referred, "198.51.1.1", 80).status, 200);
+    f.commit(Change::Checked {
+        results: vec![(Node::new("198.51.2.1", 80).unwrap(), true)],
+        at: f.now.get(),
+    })
+    .unwrap();
+    let listed = json(&get(&f, "/nodes/"));
+    let hosts: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["ip_address"].as_str().unwrap())
+        .collect();
+    assert_eq!(hosts, ["198.51.1.1", "198.51.2.1", "192.0.2.7"]);
+    // The upgraded referral no longer counts against the caller's group: one more fits.
+    assert_eq!(register_from(&f, REMOTE, "203.0.113.3", 80).status, 200);
 }

@@ -244,6 +244,7 @@ impl Simulation {
                 allow_local: true,
                 public_only: false,
             },
+            max_referred: 8,
         };
         let json = serde_json::to_vec(&node).unwrap_or_default();
         if let Some(k) = key(&node) {

@@ -90,42 +90,56 @@ impl Table {
     }
 }
 
-/// At most `k` of `candidates`, chosen as [`Table::sample`] chooses (SPEC §11): groups in
-/// random order, one node each, before any group gives a second. For taking a few of the new
-/// nodes in a peer's answer (at most `--kn_limit` per answer per round), so that a peer
-/// listing many addresses of one group cannot crowd out a node of another. Duplicates in
-/// `candidates` count once.
-pub fn pick_diverse(candidates: Vec<Node>, k: usize, rng: &mut fastrand::Rng) -> Vec<Node> {
-    let mut index: HashMap<Group, usize> = HashMap::new();
-    let mut groups: Vec<Vec<Node>> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for node in candidates {
-        if !seen.insert(node.clone()) {
-            continue;
-        }
+/// At most `k` of the `candidates` that `keep` accepts, chosen as [`Table::sample`] chooses
+/// (SPEC §11): groups in random order, one node each (a random member the filter accepts),
+/// before any group gives a second. For taking a few of the new nodes in a peer's answer (at
+/// most `--kn_limit` per answer per round), so that a peer listing many addresses of one group
+/// cannot crowd out a node of another. `keep` is asked only of the members drawn, so a long
+/// answer costs little more than grouping it; a node is taken once however often it is listed.
+pub fn pick_diverse(
+    candidates: &[Node],
+    k: usize,
+    rng: &mut fastrand::Rng,
+    mut keep: impl FnMut(&Node) -> bool,
+) -> Vec<Node> {
+    let mut index: foldhash::HashMap<Group, usize> = foldhash::HashMapExt::new();
+    let mut groups: Vec<Vec<u32>> = Vec::new();
+    for (i, node) in candidates.iter().enumerate() {
         let slot = *index.entry(node.group()).or_insert_with(|| {
             groups.push(Vec::new());
             groups.len() - 1
         });
-        groups[slot].push(node);
+        groups[slot].push(id(i));
     }
-    for members in &mut groups {
-        rng.shuffle(members);
-    }
-    let mut out = Vec::with_capacity(k);
-    let mut round = 0;
-    while out.len() < k {
-        let mut order: Vec<usize> = (0..groups.len())
-            .filter(|&g| groups[g].len() > round)
-            .collect();
-        if order.is_empty() {
-            break;
+    let mut out: Vec<Node> = Vec::with_capacity(k.min(candidates.len()));
+    let mut live: Vec<usize> = (0..groups.len()).collect();
+    while out.len() < k && !live.is_empty() {
+        // A round: the groups in a random order, shuffled as far as the round gets.
+        let mut i = 0;
+        while i < live.len() && out.len() < k {
+            let pick = rng.usize(i..live.len());
+            live.swap(i, pick);
+            let members = &mut groups[live[i]];
+            let mut found = None;
+            while !members.is_empty() {
+                let drawn = members.swap_remove(rng.usize(..members.len()));
+                let node = &candidates[drawn as usize];
+                if !out.contains(node) && keep(node) {
+                    found = Some(node.clone());
+                    break;
+                }
+            }
+            match found {
+                Some(node) => {
+                    out.push(node);
+                    i += 1;
+                }
+                // Exhausted: the next step draws among the rest again.
+                None => {
+                    live.swap_remove(i);
+                }
+            }
         }
-        rng.shuffle(&mut order);
-        for g in order.into_iter().take(k - out.len()) {
-            out.push(groups[g][round].clone());
-        }
-        round += 1;
     }
     out
 }

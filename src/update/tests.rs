@@ -106,6 +106,7 @@ fn store(nodes: &[Node], me: Option<&Node>) -> MemoryStore {
             allow_local: true,
             public_only: false,
         },
+        max_referred: 8,
     };
     MemoryStore::new(rules, table, rng)
 }

@@ -119,3 +119,18 @@ pub fn hosts_file(dir: &std::path::Path, entries: &[(&str, &str)]) {
         .expect("run mount");
     assert!(status.success(), "mount --bind hosts /etc/hosts");
 }
+
+/// Adds `addrs` to the namespace's `lo`, for tests that need more addresses than `NS_ADDRS`.
+pub fn add_addresses(addrs: &[String]) {
+    assert!(
+        std::env::var_os(INSIDE).is_some(),
+        "add_addresses only inside in_namespace"
+    );
+    for addr in addrs {
+        let status = Command::new("ip")
+            .args(["addr", "add", &format!("{addr}/32"), "dev", "lo"])
+            .status()
+            .expect("run ip");
+        assert!(status.success(), "ip addr add {addr}");
+    }
+}
