@@ -50,7 +50,8 @@ impl Source {
 pub(crate) type ConnId = u64;
 
 /// The open connections and what they hold, under one lock (`Shared::admission`). `H` is
-/// the handle that closes a connection (a clone of its socket; anything in unit tests).
+/// the handle that closes a connection (its socket, shared with its thread, so no descriptor
+/// is duplicated; anything in unit tests).
 pub(crate) struct Admission<H> {
     connections: HashMap<ConnId, Conn<H>>,
     sources: HashMap<Source, Held>,
@@ -239,7 +240,7 @@ pub(crate) const SOURCE_SHARE: usize = 4;
 
 /// Locks the server's admission state; a panic elsewhere while it was held leaves it usable
 /// (every change it makes is complete before anything can panic).
-pub(crate) fn lock(shared: &Shared) -> MutexGuard<'_, Admission<std::net::TcpStream>> {
+pub(crate) fn lock(shared: &Shared) -> MutexGuard<'_, Admission<Arc<std::net::TcpStream>>> {
     shared
         .admission
         .lock()

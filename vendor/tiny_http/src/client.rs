@@ -34,7 +34,12 @@ enum End {
 /// the idle timeout, breaks the protocol, or the server stops, or until the accept thread
 /// closes it to make room while it waits for a next request (it then ends at once, without
 /// serving what may have arrived).
-pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, id: ConnId, shared: &Arc<Shared>) {
+pub(crate) fn serve(
+    stream: Arc<TcpStream>,
+    peer: SocketAddr,
+    id: ConnId,
+    shared: &Arc<Shared>,
+) {
     let limits = &shared.limits;
     let mut input = Input::new(stream);
     let end = serve_requests(&mut input, peer, id, shared);

@@ -170,7 +170,7 @@ pub(crate) struct Shared {
     pub(crate) in_flight: AtomicUsize,
     /// The open connections by source, the idle ones, and the body bytes counted against
     /// `Limits::body_budget_bytes` (see `admission`).
-    pub(crate) admission: Mutex<Admission<TcpStream>>,
+    pub(crate) admission: Mutex<Admission<Arc<TcpStream>>>,
     /// Body bytes counted against `Limits::body_budget_bytes` now (a copy, read without the
     /// lock).
     pub(crate) body_bytes: AtomicUsize,
@@ -351,13 +351,15 @@ fn admit(
         .set_nodelay(true)
         .and_then(|_| stream.set_read_timeout(Some(limits.idle_timeout)))
         .and_then(|_| stream.set_write_timeout(Some(limits.idle_timeout)));
-    // A second handle on the socket, to close it should it be chosen to make room.
-    let Ok(handle) = configured.and_then(|_| stream.try_clone()) else {
+    if configured.is_err() {
         return;
-    };
+    }
+    // Shared with the admission state, to shut it should it be chosen to make room.
+    let stream = Arc::new(stream);
     let source = Source::of(peer.ip());
     let slots_full = threads.len() >= limits.max_connections;
-    let admitted = admission::lock(shared).admit(source, handle, slots_full, limits);
+    let admitted =
+        admission::lock(shared).admit(source, Arc::clone(&stream), slots_full, limits);
     let id = match admitted {
         Ok((id, evicted)) => {
             if let Some(evicted) = evicted {
@@ -369,7 +371,7 @@ fn admit(
             }
             id
         }
-        Err(cause) => return turn_away(stream, peer, shared, cause),
+        Err(cause) => return turn_away(&stream, peer, shared, cause),
     };
     shared.connections.fetch_add(1, SeqCst);
     let inside = Arc::clone(shared);
@@ -422,7 +424,7 @@ fn reap(threads: &mut Vec<(ConnId, JoinHandle<()>)>) {
 /// Answers 503 on a connection we will not serve, spending at most `TURN_AWAY_TIME` on it.
 /// The accept thread cannot linger as a connection thread does: it discards what the client
 /// has sent so far, answers, closes its sending side, and discards once more before closing.
-fn turn_away(mut stream: TcpStream, peer: SocketAddr, shared: &Shared, cause: Cause) {
+fn turn_away(mut stream: &TcpStream, peer: SocketAddr, shared: &Shared, cause: Cause) {
     let failure = match cause {
         Cause::TooManyFromSource => refusal::Failure::new(
             503,
@@ -445,7 +447,7 @@ fn turn_away(mut stream: TcpStream, peer: SocketAddr, shared: &Shared, cause: Ca
         }
     };
     if stream.set_nonblocking(true).is_ok() {
-        discard(&stream);
+        discard(stream);
     }
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_write_timeout(Some(client::TURN_AWAY_TIME));
@@ -453,7 +455,7 @@ fn turn_away(mut stream: TcpStream, peer: SocketAddr, shared: &Shared, cause: Ca
     let _ = stream.write_all(&answer.head).and_then(|()| stream.write_all(body));
     let _ = stream.shutdown(std::net::Shutdown::Write);
     if stream.set_nonblocking(true).is_ok() {
-        discard(&stream);
+        discard(stream);
     }
 }
 
