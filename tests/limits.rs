@@ -258,8 +258,9 @@ fn trickling_attack(
         let sent = std::mem::take(&mut byte);
         streams.retain_mut(|stream| {
             let _ = stream.set_nonblocking(true);
+            let open = |e: std::io::Error| e.kind() == ErrorKind::WouldBlock;
             let gone = stream.write_all(&[sent]).is_err()
-                || !matches!(stream.read(&mut [0u8; 16]), Err(e) if e.kind() == ErrorKind::WouldBlock);
+                || !stream.read(&mut [0u8; 16]).err().is_some_and(open);
             if gone {
                 closed += 1;
                 last = started.elapsed();

@@ -192,9 +192,8 @@ fn admit(stream: TcpStream, shared: &Arc<Shared>) {
         .filter(|open| open.source == source)
         .count();
     if from_source >= MAX_TCP_PER_SOURCE {
-        log::debug!(
-            "DNS over TCP: {MAX_TCP_PER_SOURCE} connections open from {peer}'s address; closing a new one"
-        );
+        let cap = MAX_TCP_PER_SOURCE;
+        log::debug!("DNS over TCP: {cap} connections open from {peer}'s address; closing one more");
         return;
     }
     if registry.open.len() >= MAX_TCP_CONNECTIONS {
