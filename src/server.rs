@@ -441,8 +441,14 @@ fn note_defences(stats: &Stats, outcome: &Outcome) {
 /// or was never read, `app` when it is the application's).
 fn refusals(stats: Arc<Stats>, stamp: Stamp, with_app: bool) -> tiny_http::Refusals {
     Arc::new(move |refusal: &tiny_http::Refusal<'_>| {
-        if refusal.cause == tiny_http::Cause::TooManyConnections {
-            stats.warn(Warning::TooManyConnections, 1, Instant::now());
+        let warning = match refusal.cause {
+            tiny_http::Cause::TooManyConnections => Some(Warning::TooManyConnections),
+            tiny_http::Cause::TooManyFromSource => Some(Warning::TooManyFromSource),
+            tiny_http::Cause::BodyBudget => Some(Warning::BodyBudget),
+            _ => None,
+        };
+        if let Some(warning) = warning {
+            stats.warn(warning, 1, Instant::now());
         }
         stats.requests.count(
             refusal

@@ -130,6 +130,10 @@ pub enum Warning {
     RefusedLocal,
     /// A connection refused with 503: `--max_conns` connections were already open.
     TooManyConnections,
+    /// A connection refused with 503: its address had `--max_conns_per_ip` open.
+    TooManyFromSource,
+    /// A request refused with 503: the bodies held would pass `--app_body_budget`.
+    BodyBudget,
 }
 
 impl Warning {
@@ -151,6 +155,12 @@ impl Warning {
             Warning::TooManyConnections => {
                 "a connection was refused with 503: --max_conns connections were open"
             }
+            Warning::TooManyFromSource => {
+                "a connection was refused with 503: its address had --max_conns_per_ip open"
+            }
+            Warning::BodyBudget => {
+                "a request was refused with 503: its body would pass --app_body_budget"
+            }
         }
     }
 }
@@ -168,6 +178,10 @@ pub struct Defences {
     pub refused_local: AtomicU64,
     /// Connections refused with 503 over `--max_conns`.
     pub too_many_connections: AtomicU64,
+    /// Connections refused with 503 over `--max_conns_per_ip`.
+    pub too_many_from_source: AtomicU64,
+    /// Requests refused with 503 over `--app_body_budget`.
+    pub body_budget: AtomicU64,
 }
 
 /// Running totals since start.
@@ -235,6 +249,8 @@ impl Stats {
             Warning::Evicted => &self.defences.evicted,
             Warning::RefusedLocal => &self.defences.refused_local,
             Warning::TooManyConnections => &self.defences.too_many_connections,
+            Warning::TooManyFromSource => &self.defences.too_many_from_source,
+            Warning::BodyBudget => &self.defences.body_budget,
         };
         counter.fetch_add(n as u64, Ordering::Relaxed);
         for _ in 0..n {
