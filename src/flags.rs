@@ -154,6 +154,13 @@ impl Flag {
                 set(draft);
                 Ok(())
             }
+            // `-p -d x`: the value is the next flag, the port was forgotten.
+            Takes::Value(..) if value.starts_with('-') && lookup(value).is_some() => {
+                Err(Error::Usage(format!(
+                    "{} needs a value (got the flag {value}); see --help",
+                    self.long
+                )))
+            }
             Takes::Value(_, set) => set(draft, value).map_err(|e| {
                 Error::Usage(format!("invalid value {value:?} for {}: {e}", self.long))
             }),

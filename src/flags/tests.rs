@@ -404,6 +404,11 @@ fn bad_values_name_the_flag_and_what_was_expected() {
         (Kind::Dns, &["--port"], "--port needs a value"),
         (
             Kind::Dns,
+            &["-p", "-d", "x"],
+            "--port needs a value (got the flag -d)",
+        ),
+        (
+            Kind::Dns,
             &["-i", "127.0.0.1:80"],
             "for --ip: not a valid address: it has a port; give the host alone and the port in \
              -p/--port",
