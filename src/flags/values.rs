@@ -124,7 +124,10 @@ pub fn bind_ip(text: &str) -> Result<String, String> {
 pub fn host(text: &str) -> Result<Host, String> {
     Host::parse(text).map_err(|e| match e {
         NodeError::BadAddress { reason, .. } => {
-            format!("not a valid address: {}", reason.replace("in \"port\"", "in -p/--port"))
+            format!(
+                "not a valid address: {}",
+                reason.replace("in \"port\"", "in -p/--port")
+            )
         }
         other => other.to_string(),
     })
