@@ -328,7 +328,7 @@ fn refusals(stats: Arc<Stats>, stamp: Stamp, with_app: bool) -> tiny_http::Refus
             _ => None,
         };
         if let Some(warning) = warning {
-            stats.warn(warning, 1, Instant::now());
+            stats.warn_from(warning, 1, Some(refusal.peer.ip()), Instant::now());
         }
         stats.requests.count(
             refusal
@@ -377,7 +377,8 @@ fn deliver(
     let method = request.method().as_str();
     stats.requests.count(label, method, status);
     if status == 429 {
-        stats.warn(Warning::RateLimited, 1, Instant::now());
+        let source = request.remote_addr().map(|a| a.ip());
+        stats.warn_from(Warning::RateLimited, 1, source, Instant::now());
     }
     log::debug!(
         "{method} {} from {} -> {}",
