@@ -391,7 +391,9 @@ impl Committer {
     /// file, then the directory flushed so the rename itself is durable. A write that fails
     /// before the rename removes its temporary file (a full disk leaves no empty file behind).
     fn write(&self, json: &[u8]) -> io::Result<()> {
-        let replaced = self.write_temp(json).and_then(|()| fs::rename(&self.temp, &self.path));
+        let replaced = self
+            .write_temp(json)
+            .and_then(|()| fs::rename(&self.temp, &self.path));
         if replaced.is_err() {
             let _ = fs::remove_file(&self.temp);
         }
