@@ -2,6 +2,7 @@
 //! checks, and HTTP requests by route, method and status. Recorded by the update thread and
 //! the server, reported by `/status` and `/metrics`. Counters only grow.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -240,6 +241,12 @@ impl Stats {
 
     /// Counts `n` occurrences of `warning` and logs its line when one is due.
     pub fn warn(&self, warning: Warning, n: usize, now: Instant) {
+        self.warn_from(warning, n, None, now);
+    }
+
+    /// As `warn`, for occurrences caused by `source`: a line logged names it (the one seen
+    /// first in the interval; the count that follows covers every source).
+    pub fn warn_from(&self, warning: Warning, n: usize, source: Option<IpAddr>, now: Instant) {
         if n == 0 {
             return;
         }
@@ -254,8 +261,10 @@ impl Stats {
         };
         counter.fetch_add(n as u64, Ordering::Relaxed);
         for _ in 0..n {
-            self.warnings
-                .warn(warning, now, || warning.message().to_owned());
+            self.warnings.warn(warning, now, || match source {
+                Some(ip) => format!("{} (this time from {ip})", warning.message()),
+                None => warning.message().to_owned(),
+            });
         }
     }
 

@@ -87,6 +87,10 @@ fn one_address_cannot_hold_every_connection_and_other_clients_are_served() {
     // One warning line for the 36, not 36 lines.
     let log = dns.stderr();
     assert_eq!(log.matches("--max_conns_per_ip open").count(), 1, "{log}");
+    assert!(
+        log.contains("(this time from 127.66.6.6)"),
+        "names the source: {log}"
+    );
 }
 
 #[test]

@@ -403,6 +403,22 @@ fn bad_values_name_the_flag_and_what_was_expected() {
         (Kind::Dns, &["-p", "70000"], "--port: 70000 is out of range"),
         (Kind::Dns, &["--port"], "--port needs a value"),
         (
+            Kind::Dns,
+            &["-p", "-d", "x"],
+            "--port needs a value (got the flag -d)",
+        ),
+        (
+            Kind::Dns,
+            &["-i", "127.0.0.1:80"],
+            "for --ip: not a valid address: it has a port; give the host alone and the port in \
+             -p/--port",
+        ),
+        (
+            Kind::Node,
+            &["--advertise", "0.0.0.0"],
+            "for --advertise: not a valid address: the unspecified",
+        ),
+        (
             Kind::Node,
             &["-u", "0"],
             "--upd_int: expected a number of seconds from 0.1",
