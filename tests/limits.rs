@@ -140,14 +140,7 @@ fn seed(dir: &TempDir) -> (Proc, SocketAddr) {
     let mut args = vec!["--seed_zone", ZONE, "--seed_listen", "127.0.0.1:0"];
     args.extend_from_slice(&NO_SWEEP);
     let proc = dns(dir.path(), &args);
-    let addr = proc
-        .stderr()
-        .lines()
-        .find_map(|line| {
-            let rest = line.split("dns seeding on ").nth(1)?;
-            rest.split(' ').next()?.parse().ok()
-        })
-        .expect("the 'dns seeding on' log line");
+    let addr = proc.seeding_addr();
     (proc, addr)
 }
 
