@@ -79,8 +79,19 @@ stop() {
     trap - EXIT INT TERM
     if (( ${#pids[@]} > 0 )); then
         echo
-        local nodes=$(( ${#pids[@]} - 1 ))
-        echo "stopping the dns and $nodes node$( (( nodes == 1 )) || echo s) (SIGTERM)..."
+        # Those still running: the user may have stopped some (the dns is the first).
+        local alive=() pid what
+        for pid in "${pids[@]}"; do
+            kill -0 "$pid" 2>/dev/null && alive+=("$pid")
+        done
+        local nodes=${#alive[@]}
+        if [[ ${alive[0]:-} == "${pids[0]}" ]]; then
+            what="the dns and "
+            nodes=$(( nodes - 1 ))
+        else
+            what=""
+        fi
+        echo "stopping ${what}$nodes node$( (( nodes == 1 )) || echo s) (SIGTERM)..."
         kill -TERM "${pids[@]}" 2>/dev/null || true
         wait "${pids[@]}" 2>/dev/null || true
         echo "stopped; logs and state are in $dir/"

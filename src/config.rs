@@ -72,6 +72,9 @@ pub struct Settings {
     pub workers: usize,
     /// `--max_conns`: most open client connections.
     pub max_conns: usize,
+    /// `--max_conns_per_ip`: most open client connections from one IPv4 address or IPv6
+    /// /64; beyond, 503 (tiny_http's `Limits::max_connections_per_source`).
+    pub max_conns_per_ip: usize,
     /// `--verify_source`: accept `POST /` only for the caller's own address (SPEC §10).
     pub verify_source: bool,
     /// The admin token (SPEC §10), at least 16 bytes, from exactly one of `--admin_token`,
@@ -155,6 +158,10 @@ pub struct AppSettings {
     pub health: Option<String>,
     /// `--app_body_limit`: largest request body forwarded, in bytes (default 1 MiB).
     pub body_limit: u64,
+    /// `--app_body_budget`: most bytes of request bodies over 64 KiB (the application's)
+    /// held in memory at once, all clients together (default 64 MiB, and never under
+    /// `body_limit`); beyond, 503 (tiny_http's `Limits::body_budget_bytes`).
+    pub body_budget: u64,
     /// `--app_answer_limit`: largest answer relayed, in bytes (default 16 MiB).
     pub answer_limit: u64,
     /// `--app_timeout`: time the application has to answer (default 10 s).
@@ -251,15 +258,22 @@ impl Settings {
         (self.max_conns + self.check_threads + app + 128) as u64
     }
 
-    /// `--check_threads`, lowered so that the process stays within `open_files` (the soft
-    /// limit it got): a check that cannot open its socket fails and would drop a live node.
-    pub fn check_threads_within(&self, open_files: u64) -> usize {
-        let wanted = self.open_files_wanted();
-        if open_files >= wanted {
-            return self.check_threads;
+    /// These settings with `--max_conns` and `--check_threads` lowered, in proportion and to
+    /// no less than 1 each, so that the process stays within `open_files` (the soft limit it
+    /// got): a connection or a check that cannot open its socket fails, and a failed check
+    /// would drop a live node. The application's threads and 128 files for the rest (the
+    /// nodes file, logs, the DNS sockets) are kept whole. Unchanged when the limit holds them.
+    pub fn within_open_files(&self, open_files: u64) -> Settings {
+        let mut fitted = self.clone();
+        if open_files >= self.open_files_wanted() {
+            return fitted;
         }
-        let short = usize::try_from(wanted - open_files).unwrap_or(usize::MAX);
-        self.check_threads.saturating_sub(short).max(1)
+        let shared = (self.max_conns + self.check_threads) as u64;
+        let room = open_files.saturating_sub(self.open_files_wanted() - shared);
+        let conns = (self.max_conns as u64 * room / shared).max(1);
+        fitted.max_conns = usize::try_from(conns).unwrap_or(1);
+        fitted.check_threads = usize::try_from(room.saturating_sub(conns).max(1)).unwrap_or(1);
+        fitted
     }
 
     /// The node this process announces once bound to `port`: `--advertise`, else `--ip`. A

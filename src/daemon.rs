@@ -43,7 +43,7 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
     let mut signals =
         Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(start_error("signal handling"))?;
 
-    let check_threads = check_threads_within_open_files(settings);
+    let settings = &within_open_files(settings);
     // Drawn once: answers carry it, and a check that meets it has reached this process.
     let instance = format!("{:016x}", fastrand::u64(..));
     let listener = bind(settings)?;
@@ -143,6 +143,11 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
         &ServerOptions {
             workers: settings.workers,
             max_connections: settings.max_conns,
+            max_connections_per_ip: settings.max_conns_per_ip,
+            body_budget: app_settings
+                .map_or(tiny_http::Limits::default().body_budget_bytes, |app| {
+                    usize::try_from(app.body_budget).unwrap_or(usize::MAX)
+                }),
             app_workers: app_settings.map_or(0, |app| app.workers),
         },
     )?;
@@ -190,7 +195,7 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
         members: Arc::clone(&store),
         transport: Peers::new(
             settings.timeout,
-            check_threads,
+            settings.check_threads,
             PeerPolicy {
                 local,
                 own: identity,
@@ -247,26 +252,30 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
 }
 
 /// Raises the soft open-file limit to what the settings need, within the hard limit, and
-/// returns `--check_threads`, lowered (with a warning) if the limit still cannot hold it.
-fn check_threads_within_open_files(settings: &Settings) -> usize {
+/// returns the settings the process runs with: `--max_conns` and `--check_threads` lowered
+/// (with a warning) if the limit still cannot hold them. `/status` shows these.
+fn within_open_files(settings: &Settings) -> Settings {
     let wanted = settings.open_files_wanted();
     let limit = match rlimit::increase_nofile_limit(wanted) {
         Ok(limit) => limit,
         Err(e) => {
             log::warn!("cannot read or raise the open-file limit ({e}); keeping the settings");
-            return settings.check_threads;
+            return settings.clone();
         }
     };
-    let threads = settings.check_threads_within(limit);
-    if threads < settings.check_threads {
+    let fitted = settings.within_open_files(limit);
+    if fitted.max_conns < settings.max_conns || fitted.check_threads < settings.check_threads {
         log::warn!(
             "the open-file limit is {limit} (ulimit -n), under the {wanted} these settings need: \
-             --check_threads lowered from {} to {threads}; raise the hard limit (LimitNOFILE= \
-             under systemd) or lower --max_conns",
-            settings.check_threads
+             --max_conns lowered from {} to {} and --check_threads from {} to {}; raise the \
+             hard limit (LimitNOFILE= under systemd) or lower them",
+            settings.max_conns,
+            fitted.max_conns,
+            settings.check_threads,
+            fitted.check_threads,
         );
     }
-    threads
+    fitted
 }
 
 /// Waits for SIGINT or SIGTERM and returns its name; logs each SIGHUP and carries on.

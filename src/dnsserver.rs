@@ -4,10 +4,10 @@
 //! - UDP: a few worker threads share one socket; each reads a datagram, answers it and sends
 //!   the answer back. The work per datagram is at most one call of `dnsseed::answer`; the
 //!   busiest questions reuse a recent answer (`dnscache`).
-//! - TCP (RFC 7766): one thread per connection, as the HTTP side runs them, with a cap on
-//!   connections (more are closed at once), small stacks, an idle timeout, and a maximum
-//!   query length. Each query is a two-byte length and the message (RFC 1035 §4.2.2). A stop
-//!   closes the connections still open and joins their threads.
+//! - TCP (RFC 7766, `tcp`): one thread per connection, as the HTTP side runs them, with caps
+//!   on connections, overall and per source (the connection idle longest makes room for a
+//!   newcomer), small stacks, an idle timeout, a deadline for each whole query, and a maximum
+//!   query length. A stop closes the connections still open and joins their threads.
 //!
 //! Answers come from a `Healthy` view of the store's current snapshot: each thread keeps the
 //! view it last used and asks for a new one only when the store has published another
@@ -16,7 +16,7 @@
 //! query type and response code for `/metrics`, and the answers reused from a worker's cache
 //! are counted too.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{
     IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket,
 };
@@ -34,19 +34,14 @@ use crate::error::Error;
 use crate::membership::Snapshot;
 use crate::stats::Stats;
 
+mod tcp;
+
+pub use tcp::{
+    MAX_TCP_CONNECTIONS, MAX_TCP_PER_SOURCE, MAX_TCP_QUERY, TCP_IDLE_TIMEOUT, TCP_MESSAGE_TIME,
+};
+
 /// Threads answering UDP queries.
 const UDP_WORKERS: usize = 4;
-
-/// Most TCP connections open at once; more are closed as soon as accepted.
-pub const MAX_TCP_CONNECTIONS: usize = 64;
-
-/// A TCP connection that sends nothing for this long is closed (RFC 7766 §6.2.3 asks for
-/// seconds, not minutes).
-pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Longest query accepted over TCP, in bytes; a longer one closes the connection. Real
-/// queries are one question and an OPT record: well under 512 bytes.
-pub const MAX_TCP_QUERY: usize = 4096;
 
 /// Largest datagram read; a longer one is cut here, and so answered FORMERR.
 const UDP_BUFFER: usize = 4096;
@@ -103,12 +98,6 @@ pub struct DnsServer {
     threads: Vec<JoinHandle<()>>,
 }
 
-/// An open TCP connection: a handle on its socket, to close it at a stop, and its thread.
-struct Connection {
-    stream: TcpStream,
-    thread: JoinHandle<()>,
-}
-
 /// What the server threads share.
 struct Shared {
     zone: Zone,
@@ -118,7 +107,7 @@ struct Shared {
     stats: Arc<Stats>,
     stop: AtomicBool,
     /// The TCP connections open (and the finished ones, until the next accept prunes them).
-    connections: Mutex<Vec<Connection>>,
+    tcp: tcp::Connections,
 }
 
 impl Shared {
@@ -228,7 +217,7 @@ impl DnsServer {
             view: Mutex::new(Arc::new(view)),
             stats,
             stop: AtomicBool::new(false),
-            connections: Mutex::new(Vec::new()),
+            tcp: tcp::Connections::default(),
         });
         sockets
             .udp
@@ -250,7 +239,7 @@ impl DnsServer {
         let accept = thread::Builder::new()
             .name("dns-tcp-accept".into())
             .stack_size(STACK_BYTES)
-            .spawn(move || accept_tcp(&listener, &accepting))
+            .spawn(move || tcp::accept(&listener, &accepting))
             .map_err(start_error)?;
         threads.push(accept);
         Ok(DnsServer {
@@ -284,17 +273,11 @@ impl DnsServer {
         if let Some(accept) = threads.pop() {
             join_by(accept, deadline);
         }
-        let connections = std::mem::take(
-            &mut *self
-                .shared
-                .connections
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        for connection in &connections {
-            let _ = connection.stream.shutdown(Shutdown::Both);
+        let connections = self.shared.tcp.take_all();
+        for (stream, _) in &connections {
+            let _ = stream.shutdown(Shutdown::Both);
         }
-        threads.extend(connections.into_iter().map(|c| c.thread));
+        threads.extend(connections.into_iter().filter_map(|(_, thread)| thread));
         let mut late = 0;
         for thread in threads {
             if !join_by(thread, deadline) {
@@ -356,94 +339,4 @@ fn is_transient(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
     )
-}
-
-fn accept_tcp(listener: &TcpListener, shared: &Arc<Shared>) {
-    for stream in listener.incoming() {
-        if shared.stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let stream = match stream {
-            Ok(stream) => stream,
-            Err(e) => {
-                // Out of file descriptors, say: back off rather than spin.
-                log::warn!("DNS over TCP: accept: {e}");
-                thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-        };
-        let mut connections = shared
-            .connections
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        // Join the threads of closed connections (they have ended: this does not wait).
-        let (done, open): (Vec<Connection>, Vec<Connection>) = std::mem::take(&mut *connections)
-            .into_iter()
-            .partition(|c| c.thread.is_finished());
-        *connections = open;
-        for connection in done {
-            let _ = connection.thread.join();
-        }
-        if connections.len() >= MAX_TCP_CONNECTIONS {
-            log::debug!("DNS over TCP: {MAX_TCP_CONNECTIONS} connections open; closing a new one");
-            continue;
-        }
-        let handle = match stream.try_clone() {
-            Ok(handle) => handle,
-            Err(e) => {
-                log::warn!("DNS over TCP: {e}");
-                continue;
-            }
-        };
-        let serving = Arc::clone(shared);
-        let spawned = thread::Builder::new()
-            .name("dns-tcp".into())
-            .stack_size(STACK_BYTES)
-            .spawn(move || serve_tcp(stream, &serving));
-        match spawned {
-            Ok(thread) => connections.push(Connection {
-                stream: handle,
-                thread,
-            }),
-            Err(e) => log::warn!("DNS over TCP: cannot start a connection thread: {e}"),
-        }
-    }
-}
-
-/// Answers the queries of one connection until the client closes it, idles, sends a query
-/// over `MAX_TCP_QUERY` bytes, or sends something that gets no answer, or the server stops.
-fn serve_tcp(mut stream: TcpStream, shared: &Shared) {
-    let _ = stream.set_read_timeout(Some(TCP_IDLE_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(TCP_IDLE_TIMEOUT));
-    let _ = stream.set_nodelay(true);
-    let mut rng = fastrand::Rng::new();
-    let mut view = shared.view();
-    let mut query = Vec::new();
-    while !shared.stop.load(Ordering::Relaxed) {
-        let mut length = [0u8; 2];
-        if stream.read_exact(&mut length).is_err() {
-            return;
-        }
-        let length = usize::from(u16::from_be_bytes(length));
-        if length > MAX_TCP_QUERY {
-            return;
-        }
-        query.resize(length, 0);
-        if stream.read_exact(&mut query).is_err() {
-            return;
-        }
-        let answer = shared.answer(&query, Protocol::Tcp, &mut view, None, &mut rng);
-        let Some(bytes) = answer.bytes else {
-            return;
-        };
-        let Ok(length) = u16::try_from(bytes.len()) else {
-            return;
-        };
-        let mut framed = Vec::with_capacity(bytes.len() + 2);
-        framed.extend_from_slice(&length.to_be_bytes());
-        framed.extend_from_slice(&bytes);
-        if stream.write_all(&framed).is_err() {
-            return;
-        }
-    }
 }

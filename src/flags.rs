@@ -154,6 +154,13 @@ impl Flag {
                 set(draft);
                 Ok(())
             }
+            // `-p -d x`: the value is the next flag, the port was forgotten.
+            Takes::Value(..) if value.starts_with('-') && lookup(value).is_some() => {
+                Err(Error::Usage(format!(
+                    "{} needs a value (got the flag {value}); see --help",
+                    self.long
+                )))
+            }
             Takes::Value(_, set) => set(draft, value).map_err(|e| {
                 Error::Usage(format!("invalid value {value:?} for {}: {e}", self.long))
             }),
@@ -300,7 +307,12 @@ pub const FLAGS: &[Flag] = &[
         set(&mut d.settings.max_conns, int(v, 1, 1_000_000)?)
     })
     .both(Use::Default("1024"))
-    .help("most open client connections; beyond, 503"),
+    .help("most open client connections; beyond, a newcomer replaces the one idle longest (503 if none is idle)"),
+    Flag::value("--max_conns_per_ip", "N", |d, v| {
+        set(&mut d.settings.max_conns_per_ip, int(v, 1, 1_000_000)?)
+    })
+    .both(Use::Default("64"))
+    .help("most open connections from one IP address (IPv6: one /64); beyond, 503 with Retry-After"),
     Flag::switch("--verify_source", |d| d.settings.verify_source = true)
         .both(Use::Unset(""))
         .help("accept POST / only for the caller's own IP address"),
@@ -326,7 +338,7 @@ pub const FLAGS: &[Flag] = &[
         set(&mut d.settings.reg_others, int(v, 0, 1_000_000)?)
     })
     .both(Use::Default("8"))
-    .help("nodes other than itself one source /16 may have registered at once"),
+    .help("nodes other than itself (another address, a name) one source group may have registered at once; 403 beyond"),
     Flag::value("--network", "NAME", |d, v| {
         set(&mut d.settings.network, Some(network(v)?))
     })
@@ -381,6 +393,11 @@ pub const FLAGS: &[Flag] = &[
     })
     .node_only(Use::Default("1MiB"))
     .help("largest request body forwarded to the application"),
+    Flag::value("--app_body_budget", "BYTES", |d, v| {
+        set(&mut d.app.body_budget, bytes(v)?)
+    })
+    .node_only(Use::Default("64MiB"))
+    .help("most bytes of bodies over 64 KiB held at once (at least --app_body_limit); beyond, 503"),
     Flag::value("--app_answer_limit", "BYTES", |d, v| {
         set(&mut d.app.answer_limit, bytes(v)?)
     })

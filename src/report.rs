@@ -319,11 +319,25 @@ pub fn metrics(facts: &Facts<'_>) -> String {
         "Entries evicted from the largest address group to make room for a newcomer.",
         read(&defences.evicted),
     );
-    out.single(
+    out.family(
         "connections_refused_total",
         "counter",
-        "Connections refused with 503 because --max_conns connections were open.",
+        "Connections and requests the connection layer refused with 503, by the bound reached.",
+    )
+    .sample(
+        "connections_refused_total",
+        &[("bound", "max_conns")],
         read(&defences.too_many_connections),
+    )
+    .sample(
+        "connections_refused_total",
+        &[("bound", "max_conns_per_ip")],
+        read(&defences.too_many_from_source),
+    )
+    .sample(
+        "connections_refused_total",
+        &[("bound", "app_body_budget")],
+        read(&defences.body_budget),
     );
     out.single(
         "refused_local_total",

@@ -10,11 +10,11 @@
 //! (`Reply::Forward`) and `server` forwards it with `app`.
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::membership::{Change, Committed, Outcome, Snapshot, vouched};
-use crate::nodes::{Host, Node, NodeError};
+use crate::nodes::{Node, NodeError};
 use crate::policy::TokenBuckets;
 use crate::response::Response;
 use crate::store::PersistError;
@@ -165,140 +165,6 @@ impl Answer {
             (Answer::List, _) => Response::list(committed.snapshot),
             (Answer::Listing { most }, _) => listing(&committed.snapshot, most, rng),
         }
-    }
-}
-
-/// What requests are counted under in `/metrics`: the route, or `Other` when none matched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Label {
-    Root,
-    Nodes,
-    Random,
-    Index,
-    Status,
-    Metrics,
-    /// Forwarded to the chain application (SPEC §13).
-    App,
-    Other,
-}
-
-impl Label {
-    /// Every label, in the order `/metrics` lists them.
-    pub const ALL: [Label; 8] = [
-        Label::Root,
-        Label::Nodes,
-        Label::Random,
-        Label::Index,
-        Label::Status,
-        Label::Metrics,
-        Label::App,
-        Label::Other,
-    ];
-
-    /// The label's text in `/metrics`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Label::Root => "/",
-            Label::Nodes => "/nodes/",
-            Label::Random => "/nodes/random/",
-            Label::Index => "/nodes/<i>/",
-            Label::Status => "/status",
-            Label::Metrics => "/metrics",
-            Label::App => "app",
-            Label::Other => "other",
-        }
-    }
-
-    /// The label of a request target (path and optional query).
-    pub fn of(target: &str) -> Label {
-        let path = target.split_once('?').map_or(target, |(path, _)| path);
-        Route::parse(path).map_or(Label::Other, Route::label)
-    }
-
-    /// The label of a request target for a process that forwards the paths that are not the
-    /// API's to a chain application when `with_app` (SPEC §13): `App` for those.
-    pub fn of_target(target: &str, with_app: bool) -> Label {
-        match with_app && is_app_target(target) {
-            true => Label::App,
-            false => Label::of(target),
-        }
-    }
-}
-
-/// The routes, with the methods each allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route {
-    Root,
-    Nodes,
-    Random,
-    Index(usize),
-    Status,
-    Metrics,
-}
-
-impl Route {
-    fn parse(path: &str) -> Option<Route> {
-        let path = path.strip_suffix('/').unwrap_or(path);
-        match path {
-            "" => Some(Route::Root),
-            "/nodes" => Some(Route::Nodes),
-            "/nodes/random" => Some(Route::Random),
-            "/status" => Some(Route::Status),
-            "/metrics" => Some(Route::Metrics),
-            _ => {
-                let index = path.strip_prefix("/nodes/")?;
-                if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
-                    return None;
-                }
-                // More digits than usize holds is simply out of range.
-                Some(Route::Index(index.parse().unwrap_or(usize::MAX)))
-            }
-        }
-    }
-
-    fn allow(self) -> &'static str {
-        match self {
-            Route::Root => "GET, HEAD, POST",
-            Route::Nodes => "GET, HEAD, POST, DELETE",
-            Route::Random | Route::Index(_) | Route::Status | Route::Metrics => "GET, HEAD",
-        }
-    }
-
-    fn label(self) -> Label {
-        match self {
-            Route::Root => Label::Root,
-            Route::Nodes => Label::Nodes,
-            Route::Random => Label::Random,
-            Route::Index(_) => Label::Index,
-            Route::Status => Label::Status,
-            Route::Metrics => Label::Metrics,
-        }
-    }
-}
-
-/// Whether `path` (without its query) is one of the API's own: `/`, `/nodes` and every path
-/// under `/nodes/`, `/status`, `/metrics`, with or without a trailing slash (SPEC §2, §13).
-/// The API answers these (404 when no route matches, as under `/nodes/`); with `--app`, the
-/// application answers the others.
-pub fn is_api_path(path: &str) -> bool {
-    let path = path.strip_suffix('/').unwrap_or(path);
-    matches!(path, "" | "/nodes" | "/status" | "/metrics") || path.starts_with("/nodes/")
-}
-
-/// Whether a request for `target` goes to the chain application when there is one: an
-/// origin-form target (`/…`; not `*` or a `CONNECT` authority) outside the API's paths.
-pub fn is_app_target(target: &str) -> bool {
-    let path = target.split_once('?').map_or(target, |(path, _)| path);
-    path.starts_with('/') && !is_api_path(path)
-}
-
-/// The body limit of a request for `target`, in bytes, decided from its head before any of
-/// the body is read: `app_body_limit` (`--app_body_limit`) for the application's paths when
-/// there is one, `MAX_BODY_BYTES` for the API's (SPEC §3, §13).
-pub fn body_limit(target: &str, app_body_limit: Option<usize>) -> usize {
-    match app_body_limit {
-        Some(limit) if is_app_target(target) => limit,
-        _ => MAX_BODY_BYTES,
     }
 }
 
@@ -456,86 +322,6 @@ fn size(bytes: usize) -> String {
     }
 }
 
-/// A registration that passed every rule of the API: of a node already known (nothing to
-/// write), or the change to commit: a node registering itself (new, or known only as
-/// learned or referred), or a caller registering another node (a referral).
-enum Registration {
-    Known(Node),
-    New(Change, Node),
-}
-
-/// Checks a node registering itself (`POST /`, or a `GET /nodes/` with a body): its network,
-/// `--verify_source`, and the caller's token bucket when the node is new (SPEC §10, §11).
-fn registration(
-    context: &mut Context<'_>,
-    request: &Request<'_>,
-    node: Node,
-) -> Result<Registration, Response> {
-    let config = context.config;
-    if let (Some(ours), Some(theirs)) = (&config.network, request.network)
-        && theirs != ours
-    {
-        return Err(Response::error(
-            403,
-            format!("this is network {ours:?}, not {theirs:?} (Seedmesh-Network)"),
-        ));
-    }
-    if config.verify_source && !is_own_address(&node, request.caller) {
-        return Err(Response::error(
-            403,
-            format!(
-                "--verify_source is on: you may register only your own address {}, not {}",
-                request.caller.to_canonical(),
-                node.host
-            ),
-        ));
-    }
-    // A node registering itself, or someone else registering it (another address, or a
-    // name, which a caller cannot be shown to be): a referral, counted against the caller's
-    // address group and not vouched for until checked (SPEC §11: one source must not own the
-    // answers by registering an address in every group).
-    // A loopback caller stands for the operator, as for `POST /nodes/` (SPEC §10).
-    let trusted = request.caller.to_canonical().is_loopback();
-    let change = if trusted || is_own_address(&node, request.caller) {
-        Change::Register(node.clone())
-    } else {
-        let by = Host::Ip(request.caller.to_canonical()).group();
-        Change::Refer {
-            node: node.clone(),
-            by,
-        }
-    };
-    // A registration of a known node changes nothing (unless a node registers itself where
-    // it was only learned or referred): no need to wait for the disk, and re-announcing
-    // costs no token.
-    match context.snapshot.table.entry(&node) {
-        Some(entry) if entry.source().vouches() || matches!(change, Change::Refer { .. }) => {
-            return Ok(Registration::Known(node));
-        }
-        Some(_) => return Ok(Registration::New(change, node)),
-        None => {}
-    }
-    let taken = context
-        .buckets
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .try_take(request.caller, context.now);
-    if let Err(wait) = taken {
-        return Err(Response {
-            retry_after: Some(wait.seconds),
-            ..Response::error(
-                429,
-                format!(
-                    "{} adds new nodes too fast (--reg_rate); try again in {} s",
-                    request.caller.to_canonical(),
-                    wait.seconds
-                ),
-            )
-        });
-    }
-    Ok(Registration::New(change, node))
-}
-
 /// Parses the query string: only `GET /nodes/` takes one parameter, `limit`.
 fn parse_query(query: Option<&str>, takes_limit: bool) -> Result<Option<usize>, Response> {
     let mut limit = None;
@@ -612,31 +398,12 @@ fn bad_node(e: NodeError) -> Response {
     Response::error(400, e.to_string())
 }
 
-/// Whether `node` is the caller's own address (for `--verify_source`).
-fn is_own_address(node: &Node, caller: IpAddr) -> bool {
-    matches!(node.host, Host::Ip(ip) if ip.to_canonical() == caller.to_canonical())
-}
+mod paths;
+mod trust;
 
-/// `POST`/`DELETE /nodes/` act on someone else's behalf: loopback callers, or the admin token
-/// (SPEC §10).
-fn may_change_list(config: &ApiConfig, request: &Request<'_>) -> bool {
-    if request.caller.to_canonical().is_loopback() {
-        return true;
-    }
-    let (Some(expected), Some(header)) = (&config.admin_token, request.authorization) else {
-        return false;
-    };
-    let presented = match header.trim().split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-        _ => return false,
-    };
-    constant_time_eq(presented.as_bytes(), expected.as_bytes())
-}
-
-/// Compares without stopping at the first difference, so timing does not reveal the token.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+use paths::Route;
+pub use paths::{Label, body_limit, is_api_path, is_app_target};
+use trust::{Registration, may_change_list, registration};
 
 #[cfg(test)]
 mod tests;

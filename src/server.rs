@@ -8,20 +8,23 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::sync::{Arc, Mutex};
+
+mod forward;
+use forward::{ForwardJob, Forwarding, forward_to_app};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use tiny_http::{Header, StatusCode};
 
-use crate::app::{App, Incoming, Relayed};
+use crate::app::App;
 use crate::error::Error;
 use crate::membership::Outcome;
 use crate::peers::{INSTANCE_HEADER, NETWORK_HEADER};
 use crate::policy::TokenBuckets;
 use crate::report::{self, Facts, Load, Profile};
 use crate::response::{Payload, Response};
-use crate::routes::{self, ApiConfig, Body, Context, Forward, Label, Reply, Report};
+use crate::routes::{self, ApiConfig, Body, Context, Label, Reply, Report};
 use crate::stats::{Stats, Warning};
 use crate::store::Store;
 
@@ -73,6 +76,11 @@ pub struct ServerOptions {
     pub workers: usize,
     /// Most connections open at once.
     pub max_connections: usize,
+    /// Most connections open at once from one IPv4 address or IPv6 /64 (`--max_conns_per_ip`).
+    pub max_connections_per_ip: usize,
+    /// Most bytes of request bodies over 64 KiB held at once (`--app_body_budget`; only the
+    /// application's paths take such bodies).
+    pub body_budget: usize,
     /// Threads forwarding to the application (`--app_workers`), when there is one.
     pub app_workers: usize,
 }
@@ -83,66 +91,6 @@ pub struct Server {
     workers: Vec<JoinHandle<()>>,
     api: Arc<Api>,
     forwarding: Option<Forwarding>,
-}
-
-/// A request for the application, handed from an API worker to a forwarding thread.
-struct ForwardJob {
-    request: tiny_http::Request,
-    body: Vec<u8>,
-    forward: Forward,
-    label: Label,
-}
-
-/// The threads that forward to the application (`--app_workers`), apart from the API's
-/// workers, with a queue as long as they are many: a slow application holds only them, never
-/// the node's own API (which peers check it by). Beyond them, 503.
-struct Forwarding {
-    queue: mpsc::SyncSender<ForwardJob>,
-}
-
-impl Forwarding {
-    fn start(api: &Arc<Api>, threads: usize) -> std::io::Result<Forwarding> {
-        let (queue, jobs) = mpsc::sync_channel::<ForwardJob>(threads);
-        let jobs = Arc::new(Mutex::new(jobs));
-        for i in 0..threads {
-            let (api, jobs) = (Arc::clone(api), Arc::clone(&jobs));
-            thread::Builder::new()
-                .name(format!("app-forward-{i}"))
-                .stack_size(512 * 1024)
-                .spawn(move || {
-                    loop {
-                        let job = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
-                        let Ok(job) = job else { return };
-                        let ForwardJob {
-                            request,
-                            body,
-                            forward,
-                            label,
-                        } = job;
-                        let (status, answer) = forward_to_app(&request, body, forward, &api);
-                        deliver(request, label, status, answer, &api.stats);
-                    }
-                })?;
-        }
-        Ok(Forwarding { queue })
-    }
-
-    /// Hands `job` to a forwarding thread, or answers 503 when every one is busy and as many
-    /// requests wait.
-    fn hand_over(&self, job: ForwardJob, api: &Api) {
-        let job = match self.queue.try_send(job) {
-            Ok(()) => return,
-            Err(mpsc::TrySendError::Full(job) | mpsc::TrySendError::Disconnected(job)) => job,
-        };
-        let response = Response {
-            retry_after: Some(1),
-            ..Response::error(
-                503,
-                "the application is busy: every --app_workers thread is forwarding and as many requests wait; try again",
-            )
-        };
-        send(job.request, job.label, response, &api.stats, &api.stamp);
-    }
 }
 
 impl Server {
@@ -156,6 +104,8 @@ impl Server {
         let app_body_limit = api.config.app_body_limit;
         let limits = tiny_http::Limits {
             max_connections: options.max_connections,
+            max_connections_per_source: options.max_connections_per_ip,
+            body_budget_bytes: options.body_budget,
             idle_timeout: Duration::from_secs(10),
             max_body_bytes: routes::MAX_BODY_BYTES,
             body_limit: app_body_limit.map(|limit| {
@@ -182,9 +132,7 @@ impl Server {
         let mut workers = Vec::with_capacity(options.workers);
         for i in 0..options.workers {
             let (http, api) = (Arc::clone(&http), Arc::clone(&api));
-            let queue = forwarding.as_ref().map(|f| Forwarding {
-                queue: f.queue.clone(),
-            });
+            let queue = forwarding.clone();
             let worker = thread::Builder::new()
                 .name(format!("worker-{i}"))
                 .stack_size(512 * 1024)
@@ -246,9 +194,10 @@ impl Server {
 /// Answers one request, or hands it to `forwarding` for the application. A panic while
 /// deciding answers 500; the worker lives on.
 fn serve(mut request: tiny_http::Request, api: &Api, load: Load, forwarding: Option<&Forwarding>) {
-    let mut body = Vec::new();
-    // The body is already in memory: reading it cannot fail.
-    let _ = request.as_reader().read_to_end(&mut body);
+    // The body is already in memory: moved out, not copied, so that a large one forwarded
+    // to the application is held once (it counts against --app_body_budget until the
+    // request is answered).
+    let body = request.take_body();
     let decision = panic::catch_unwind(AssertUnwindSafe(|| {
         let plain = routes::Request {
             method: request.method().as_str(),
@@ -327,67 +276,6 @@ fn serve(mut request: tiny_http::Request, api: &Api, load: Load, forwarding: Opt
     }
 }
 
-/// Forwards a request to the chain application and turns its answer (or why there is none,
-/// as a 502 or 504 JSON error) into tiny_http's response, with its status. A panic while
-/// forwarding answers 500.
-fn forward_to_app(
-    request: &tiny_http::Request,
-    body: Vec<u8>,
-    forward: Forward,
-    api: &Api,
-) -> (u16, tiny_http::Response) {
-    let stamp = &api.stamp;
-    let Some(app) = &api.app else {
-        let response = Response::error(404, "no such path");
-        return (404, to_tiny(response, stamp));
-    };
-    let forwarded = panic::catch_unwind(AssertUnwindSafe(|| {
-        let headers: Vec<(&str, &str)> = request
-            .headers()
-            .iter()
-            .map(|h| (h.field.as_str(), h.value.as_str()))
-            .collect();
-        app.forward(&Incoming {
-            method: request.method().as_str(),
-            target: &forward.target,
-            headers: &headers,
-            body: forward.with_body.then_some(&body[..]),
-            caller: request
-                .remote_addr()
-                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip()),
-            version: &request.http_version().to_string(),
-        })
-    }));
-    let response = match forwarded {
-        Ok(Ok(relayed)) => {
-            let head = *request.method() == tiny_http::Method::Head;
-            return (relayed.status, relay(relayed, head, stamp));
-        }
-        Ok(Err(e)) => Response::error(e.status(), e.to_string()),
-        Err(_) => Response::error(500, "internal error while forwarding to the application"),
-    };
-    (response.status, to_tiny(response, stamp))
-}
-
-/// The application's answer as tiny_http's response: its status, its end-to-end headers
-/// (tiny_http writes `Date`, the framing and `Connection` itself) and its body; an answer to
-/// `HEAD` declares the length the application declared. It carries the stamp too.
-fn relay(answer: Relayed, head: bool, stamp: &Stamp) -> tiny_http::Response {
-    let mut relayed =
-        tiny_http::Response::from_data(answer.body).with_status_code(StatusCode(answer.status));
-    for (name, value) in answer.headers {
-        match Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            Ok(header) => relayed.add_header(header),
-            Err(()) => log::debug!("application header {name} not relayed: not a valid field"),
-        }
-    }
-    stamp.apply(&mut relayed);
-    if head {
-        relayed = relayed.with_head_length(answer.length);
-    }
-    relayed
-}
-
 /// The `/status` or `/metrics` answer, from the live counters.
 fn render(api: &Api, report: Report, load: Load) -> Response {
     let snapshot = api.store.snapshot();
@@ -433,8 +321,14 @@ fn note_defences(stats: &Stats, outcome: &Outcome) {
 /// or was never read, `app` when it is the application's).
 fn refusals(stats: Arc<Stats>, stamp: Stamp, with_app: bool) -> tiny_http::Refusals {
     Arc::new(move |refusal: &tiny_http::Refusal<'_>| {
-        if refusal.cause == tiny_http::Cause::TooManyConnections {
-            stats.warn(Warning::TooManyConnections, 1, Instant::now());
+        let warning = match refusal.cause {
+            tiny_http::Cause::TooManyConnections => Some(Warning::TooManyConnections),
+            tiny_http::Cause::TooManyFromSource => Some(Warning::TooManyFromSource),
+            tiny_http::Cause::BodyBudget => Some(Warning::BodyBudget),
+            _ => None,
+        };
+        if let Some(warning) = warning {
+            stats.warn_from(warning, 1, Some(refusal.peer.ip()), Instant::now());
         }
         stats.requests.count(
             refusal
@@ -451,7 +345,11 @@ fn refusals(stats: Arc<Stats>, stamp: Stamp, with_app: bool) -> tiny_http::Refus
             refusal.status.0,
             refusal.reason
         );
-        to_tiny(Response::error(refusal.status.0, refusal.reason), &stamp)
+        let response = Response {
+            retry_after: refusal.retry_after.map(u64::from),
+            ..Response::error(refusal.status.0, refusal.reason)
+        };
+        to_tiny(response, &stamp)
     })
 }
 
@@ -479,7 +377,8 @@ fn deliver(
     let method = request.method().as_str();
     stats.requests.count(label, method, status);
     if status == 429 {
-        stats.warn(Warning::RateLimited, 1, Instant::now());
+        let source = request.remote_addr().map(|a| a.ip());
+        stats.warn_from(Warning::RateLimited, 1, source, Instant::now());
     }
     log::debug!(
         "{method} {} from {} -> {}",

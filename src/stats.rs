@@ -2,6 +2,7 @@
 //! checks, and HTTP requests by route, method and status. Recorded by the update thread and
 //! the server, reported by `/status` and `/metrics`. Counters only grow.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -130,6 +131,10 @@ pub enum Warning {
     RefusedLocal,
     /// A connection refused with 503: `--max_conns` connections were already open.
     TooManyConnections,
+    /// A connection refused with 503: its address had `--max_conns_per_ip` open.
+    TooManyFromSource,
+    /// A request refused with 503: the bodies held would pass `--app_body_budget`.
+    BodyBudget,
 }
 
 impl Warning {
@@ -151,6 +156,12 @@ impl Warning {
             Warning::TooManyConnections => {
                 "a connection was refused with 503: --max_conns connections were open"
             }
+            Warning::TooManyFromSource => {
+                "a connection was refused with 503: its address had --max_conns_per_ip open"
+            }
+            Warning::BodyBudget => {
+                "a request was refused with 503: its body would pass --app_body_budget"
+            }
         }
     }
 }
@@ -168,6 +179,10 @@ pub struct Defences {
     pub refused_local: AtomicU64,
     /// Connections refused with 503 over `--max_conns`.
     pub too_many_connections: AtomicU64,
+    /// Connections refused with 503 over `--max_conns_per_ip`.
+    pub too_many_from_source: AtomicU64,
+    /// Requests refused with 503 over `--app_body_budget`.
+    pub body_budget: AtomicU64,
 }
 
 /// Running totals since start.
@@ -226,6 +241,12 @@ impl Stats {
 
     /// Counts `n` occurrences of `warning` and logs its line when one is due.
     pub fn warn(&self, warning: Warning, n: usize, now: Instant) {
+        self.warn_from(warning, n, None, now);
+    }
+
+    /// As `warn`, for occurrences caused by `source`: a line logged names it (the one seen
+    /// first in the interval; the count that follows covers every source).
+    pub fn warn_from(&self, warning: Warning, n: usize, source: Option<IpAddr>, now: Instant) {
         if n == 0 {
             return;
         }
@@ -235,11 +256,15 @@ impl Stats {
             Warning::Evicted => &self.defences.evicted,
             Warning::RefusedLocal => &self.defences.refused_local,
             Warning::TooManyConnections => &self.defences.too_many_connections,
+            Warning::TooManyFromSource => &self.defences.too_many_from_source,
+            Warning::BodyBudget => &self.defences.body_budget,
         };
         counter.fetch_add(n as u64, Ordering::Relaxed);
         for _ in 0..n {
-            self.warnings
-                .warn(warning, now, || warning.message().to_owned());
+            self.warnings.warn(warning, now, || match source {
+                Some(ip) => format!("{} (this time from {ip})", warning.message()),
+                None => warning.message().to_owned(),
+            });
         }
     }
 

@@ -388,15 +388,24 @@ impl Committer {
     }
 
     /// Writes `json` as the nodes file: temporary file, flushed to disk, renamed over the
-    /// file, then the directory flushed so the rename itself is durable.
+    /// file, then the directory flushed so the rename itself is durable. A write that fails
+    /// before the rename removes its temporary file (a full disk leaves no empty file behind).
     fn write(&self, json: &[u8]) -> io::Result<()> {
+        let replaced = self
+            .write_temp(json)
+            .and_then(|()| fs::rename(&self.temp, &self.path));
+        if replaced.is_err() {
+            let _ = fs::remove_file(&self.temp);
+        }
+        replaced?;
+        File::open(&self.dir)?.sync_all()
+    }
+
+    fn write_temp(&self, json: &[u8]) -> io::Result<()> {
         let mut file = File::create(&self.temp)?;
         file.write_all(json)?;
         file.write_all(b"\n")?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&self.temp, &self.path)?;
-        File::open(&self.dir)?.sync_all()
+        file.sync_all()
     }
 }
 
@@ -553,6 +562,18 @@ mod tests {
             store.apply(Change::Add(n(6))).unwrap().outcome,
             Outcome::Added { evicted: None }
         );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_write_that_fails_leaves_no_temporary_file() {
+        let dir = temp_dir("leftover");
+        let store = open(&dir, 10);
+        // A directory where the file should be: the rename over it fails.
+        let _ = fs::remove_file(dir.join("nodes.json"));
+        fs::create_dir(dir.join("nodes.json")).unwrap();
+        assert!(store.apply(Change::Add(n(6))).is_err());
+        assert!(!dir.join("nodes.json.tmp").exists());
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -187,6 +187,12 @@ fn one_source_registering_too_fast_gets_429_and_another_source_does_not() {
     let metrics = seed.get("/metrics").body;
     let line = format!("\nseedmesh_rate_limited_total {}\n", limited.len());
     assert!(metrics.contains(&line), "{metrics}");
+    // The operator's warning names who it was.
+    let log = seed.stderr();
+    assert!(
+        log.contains("faster than --reg_rate: refused with 429 (this time from 127."),
+        "{log}"
+    );
 }
 
 #[test]

@@ -453,7 +453,7 @@ fn localnet_shows_the_log_of_a_process_that_did_not_start() {
 }
 
 #[test]
-fn a_low_open_file_limit_lowers_check_threads_with_a_warning() {
+fn a_low_open_file_limit_lowers_connections_and_checks_with_a_warning_and_status_shows_them() {
     let dir = TempDir::new("nofile");
     // The seed's defaults (1,024 connections, 1,024 check threads) want 2,176 open files;
     // under a hard limit of 1,500 a round could not open its sockets.
@@ -474,9 +474,12 @@ fn a_low_open_file_limit_lowers_check_threads_with_a_warning() {
     assert!(chmod.success());
     let dns = spawn(wrapper.to_str().unwrap(), &dir.join("d"), &["-u", "3600"]);
     let log = dns.stderr();
+    // 1,372 left after the 128 kept, shared evenly by the two equal defaults.
     assert!(
-        log.contains("--check_threads lowered from 1024 to 348"),
+        log.contains("--max_conns lowered from 1024 to 686 and --check_threads from 1024 to 686"),
         "{log}"
     );
-    assert_eq!(dns.get("/").status, 200);
+    let status = dns.get("/status").json();
+    assert_eq!(status["settings"]["max_conns"], 686, "{status}");
+    assert_eq!(status["settings"]["check_threads"], 686, "{status}");
 }

@@ -19,22 +19,25 @@ fn idle_and_half_sent_connections_neither_delay_get_nor_outlive_10_s() {
     let dir = TempDir::new("idle");
     let dns = dns(dir.path(), &[]);
     let baseline = dns.threads_at_rest();
-    let mut idle: Vec<TcpStream> = (0..500).map(|_| connect(dns.addr)).collect();
+    // From ten addresses, 50 each: one address may open only --max_conns_per_ip (64).
+    let mut idle: Vec<TcpStream> = (0..500)
+        .map(|i| connect_from(&format!("127.0.0.{}", 2 + i % 10), dns.addr))
+        .collect();
     let half_sent = [
         // A head without its end.
         "GET / HTTP/1.1\r\nHost: seed\r\n",
         // A body cut short.
         "POST /nodes/ HTTP/1.1\r\nContent-Length: 44\r\n\r\n{\"ip_address\": ",
     ];
-    let mut stalled: Vec<TcpStream> = half_sent
+    // Each with the moment it was sent (a connect can wait a second in a full backlog).
+    let mut stalled: Vec<(TcpStream, Instant)> = half_sent
         .iter()
         .map(|part| {
             let mut stream = connect(dns.addr);
             stream.write_all(part.as_bytes()).unwrap();
-            stream
+            (stream, Instant::now())
         })
         .collect();
-    let sent = Instant::now();
     wait_until(
         Duration::from_secs(10),
         "each connection has its thread",
@@ -56,7 +59,7 @@ fn idle_and_half_sent_connections_neither_delay_get_nor_outlive_10_s() {
     );
 
     // About 10 s after their last byte, the stalled requests are answered 408 and closed.
-    for (stream, part) in stalled.iter_mut().zip(half_sent) {
+    for ((stream, sent), part) in stalled.iter_mut().zip(half_sent) {
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
@@ -96,7 +99,8 @@ fn holding_connection(addr: SocketAddr, how: usize) -> TcpStream {
         1 => b"GET /nodes/ HTTP/1.1\r\nHost: se".to_vec(),
         // Sends a head and half its body.
         2 => b"POST /nodes/ HTTP/1.1\r\nContent-Length: 1000\r\n\r\n{\"ip".to_vec(),
-        // Sends many requests and never reads the answers.
+        // Sends many requests and never reads the answers (once they are all answered, the
+        // connection is kept alive and idle).
         _ => b"GET /nodes/?limit=5 HTTP/1.1\r\n\r\n".repeat(200),
     };
     stream.write_all(&sent).unwrap();
@@ -146,22 +150,25 @@ fn threads_stay_bounded_by_max_conns_whatever_clients_do() {
             dns.threads() >= baseline + MAX_CONNS
         });
 
-        // 2. Beyond them, 150 more connections are each turned away at once with a 503.
+        // 2. Beyond them, 150 more connections are each answered at once: 503, or, when one
+        //    takes the place of a kept-alive connection idle between requests (those that
+        //    sent 200 requests are, once answered) or of a newcomer since gone, 200.
+        let mut served = 0;
         for i in 0..150 {
             let mut stream = connect(dns.addr);
             stream
                 .set_read_timeout(Some(Duration::from_secs(5)))
                 .unwrap();
+            let _ = stream.write_all(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
             let mut raw = Vec::new();
             stream.read_to_end(&mut raw).unwrap();
-            assert_eq!(
-                first_status(&raw),
-                Some(503),
-                "connection {i}: {}",
-                lossy(&raw)
-            );
-            assert!(lossy(&raw).contains("too many open connections"));
+            match first_status(&raw) {
+                Some(200) => served += 1,
+                Some(503) => assert!(lossy(&raw).contains("too many open connections")),
+                _ => panic!("connection {i}: {}", lossy(&raw)),
+            }
         }
+        eprintln!("{served} of 150 newcomers served in the place of an idle connection");
         assert!(dns.threads() <= bound, "{} threads", dns.threads());
 
         // 3. Once the slots are given back, bursts of clients are served, each getting an

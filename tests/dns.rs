@@ -26,14 +26,7 @@ fn seed(dir: &TempDir, args: &[&str]) -> (Proc, SocketAddr) {
     let mut full = vec!["--seed_zone", ZONE, "--seed_listen", "127.0.0.1:0"];
     full.extend_from_slice(args);
     let proc = dns(dir.path(), &full);
-    let addr = proc
-        .stderr()
-        .lines()
-        .find_map(|line| {
-            let rest = line.split("dns seeding on ").nth(1)?;
-            rest.split(' ').next()?.parse().ok()
-        })
-        .expect("the 'dns seeding on' log line");
+    let addr = proc.seeding_addr();
     (proc, addr)
 }
 

@@ -283,7 +283,6 @@ fn a_failed_write_is_500_and_leaves_the_list() {
         // /dev/full as the temporary file fails the write itself with ENOSPC, as a full disk
         // does; a directory in its place fails the open. (Root ignores permissions; not these.)
         let (what, reason) = if disk_full {
-            std::os::unix::fs::symlink("/dev/full", &temp).unwrap();
             ("disk full", "No space left on device")
         } else {
             fs::create_dir(&temp).unwrap();
@@ -294,6 +293,9 @@ fn a_failed_write_is_500_and_leaves_the_list() {
             ("POST", "/nodes/", 2),
             ("DELETE", "/nodes/", 1),
         ] {
+            if disk_full {
+                std::os::unix::fs::symlink("/dev/full", &temp).unwrap();
+            }
             let answer = request(
                 method,
                 dns.addr,
@@ -313,6 +315,10 @@ fn a_failed_write_is_500_and_leaves_the_list() {
                     && error.contains("nothing was changed"),
                 "{what}: {error}"
             );
+            if disk_full {
+                // The failed write took its temporary file away with it.
+                assert!(fs::symlink_metadata(&temp).is_err(), "{what}: temp left");
+            }
         }
         assert_eq!(
             localhost_ports(&dns.nodes()),
@@ -332,9 +338,7 @@ fn a_failed_write_is_500_and_leaves_the_list() {
         );
 
         // Once the obstacle is gone, writes succeed again.
-        if disk_full {
-            fs::remove_file(&temp).unwrap();
-        } else {
+        if !disk_full {
             fs::remove_dir(&temp).unwrap();
         }
         let added = dns.post("/nodes/", &node_body_at(LOCALHOST, 2));

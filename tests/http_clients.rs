@@ -245,7 +245,7 @@ fn a_connection_over_max_conns_gets_a_503_with_date_and_the_api_error_body() {
     let line = r#"seedmesh_http_requests_total{route="other",method="other",status="503"} 6"#;
     assert!(metrics.contains(line), "no {line:?} in:\n{metrics}");
     assert!(
-        metrics.contains("\nseedmesh_connections_refused_total 6\n"),
+        metrics.contains("\nseedmesh_connections_refused_total{bound=\"max_conns\"} 6\n"),
         "{metrics}"
     );
 }

@@ -146,7 +146,8 @@ fn settings_report_seconds_and_never_the_token() {
     assert_eq!(
         json["app"],
         serde_json::json!({"url": "http://127.0.0.1:8080", "health": null,
-            "body_limit": 1048576, "answer_limit": 16777216, "timeout_seconds": 10.0,
+            "body_limit": 1048576, "body_budget": 67108864, "answer_limit": 16777216,
+            "timeout_seconds": 10.0,
             "workers": 8})
     );
 }
@@ -154,14 +155,23 @@ fn settings_report_seconds_and_never_the_token() {
 use serde_json::Value;
 
 #[test]
-fn check_threads_fit_the_open_file_limit() {
+fn connections_and_check_threads_share_the_open_file_limit() {
     let dns = settings(Kind::Dns, &[]);
     // --max_conns 1024 + --check_threads 1024 + 128.
     assert_eq!(dns.open_files_wanted(), 2176);
-    assert_eq!(dns.check_threads_within(100_000), 1024);
-    assert_eq!(dns.check_threads_within(2176), 1024);
-    assert_eq!(dns.check_threads_within(2000), 848);
-    assert_eq!(dns.check_threads_within(1024), 1, "never none");
+    let fit = |s: &Settings, limit| {
+        let fitted = s.within_open_files(limit);
+        (fitted.max_conns, fitted.check_threads)
+    };
+    assert_eq!(fit(&dns, 100_000), (1024, 1024));
+    assert_eq!(fit(&dns, 2176), (1024, 1024));
+    // 1,872 left after the 128 kept: halved between the two, as they were equal.
+    assert_eq!(fit(&dns, 2000), (936, 936));
+    assert_eq!(fit(&dns, 1024), (448, 448));
+    assert_eq!(fit(&dns, 10), (1, 1), "never none");
+    let node = settings(Kind::Node, &[]);
+    // 896 left for 1,024 connections and 64 checks: each keeps its share.
+    assert_eq!(fit(&node, 1024), (843, 53));
     let app = settings(Kind::Node, &["--app", "http://127.0.0.1:8080"]);
     assert_eq!(app.open_files_wanted(), 1024 + 64 + 8 + 128);
 }

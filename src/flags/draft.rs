@@ -54,6 +54,7 @@ impl Draft {
                 check_threads: 0,
                 workers: 0,
                 max_conns: 0,
+                max_conns_per_ip: 0,
                 verify_source: false,
                 admin_token: None,
                 allow_local: AllowLocal::Auto,
@@ -83,6 +84,7 @@ impl Draft {
                 port: 0,
                 health: None,
                 body_limit: 0,
+                body_budget: 0,
                 answer_limit: 0,
                 timeout: Duration::ZERO,
                 workers: 0,
@@ -185,6 +187,16 @@ impl Draft {
         match app_url {
             Some((url, host, port)) => {
                 (app.url, app.host, app.port) = (url, host, port);
+                // The budget must hold one body of the largest size forwarded: by default
+                // it grows to it; given, it must be at least that.
+                if !has("--app_body_budget") {
+                    app.body_budget = app.body_budget.max(app.body_limit);
+                } else if app.body_budget < app.body_limit {
+                    return usage(format!(
+                        "--app_body_budget ({} bytes) is under --app_body_limit ({} bytes): no body that large could ever be forwarded",
+                        app.body_budget, app.body_limit
+                    ));
+                }
                 node.app = Some(app);
             }
             None => {

@@ -49,13 +49,14 @@ fn sample(long: &str) -> Option<&'static str> {
         "--timeout" => "0.5",
         "--fail_limit" | "--reg_burst" | "--reg_others" => "2",
         "--max_nodes" | "--list_limit" | "--check_threads" | "--workers" | "--max_conns"
-        | "--app_workers" => "7",
+        | "--max_conns_per_ip" | "--app_workers" => "7",
         "--allow_local" => "yes",
         "--reg_rate" => "0.5",
         "--network" => "test-net_1.0",
         "--app" => "http://localhost:8080",
         "--app_health" => "/health?deep=1",
         "--app_body_limit" | "--app_answer_limit" => "64KiB",
+        "--app_body_budget" => "128MiB",
         "--app_timeout" => "2.5",
         "--seed_zone" | "--seed_ns" | "--seed_domain" => "Seed.Example.org.",
         "--seed_listen" => "[::1]:5353",
@@ -71,8 +72,8 @@ fn sample(long: &str) -> Option<&'static str> {
 /// Flags that need another flag to be accepted.
 fn companions(long: &str) -> &'static [&'static str] {
     match long {
-        "--app_health" | "--app_body_limit" | "--app_answer_limit" | "--app_timeout"
-        | "--app_workers" => &["--app", "http://127.0.0.1:1"],
+        "--app_health" | "--app_body_limit" | "--app_body_budget" | "--app_answer_limit"
+        | "--app_timeout" | "--app_workers" => &["--app", "http://127.0.0.1:1"],
         "--seed_zone" => &["--seed_listen", "127.0.0.1:0"],
         "--seed_listen" => &["--seed_zone", "seed.test"],
         "--seed_port" | "--seed_ns" => {
@@ -402,6 +403,22 @@ fn bad_values_name_the_flag_and_what_was_expected() {
         (Kind::Dns, &["-p", "70000"], "--port: 70000 is out of range"),
         (Kind::Dns, &["--port"], "--port needs a value"),
         (
+            Kind::Dns,
+            &["-p", "-d", "x"],
+            "--port needs a value (got the flag -d)",
+        ),
+        (
+            Kind::Dns,
+            &["-i", "127.0.0.1:80"],
+            "for --ip: not a valid address: it has a port; give the host alone and the port in \
+             -p/--port",
+        ),
+        (
+            Kind::Node,
+            &["--advertise", "0.0.0.0"],
+            "for --advertise: not a valid address: the unspecified",
+        ),
+        (
             Kind::Node,
             &["-u", "0"],
             "--upd_int: expected a number of seconds from 0.1",
@@ -604,4 +621,31 @@ fn the_readme_flag_table_lists_every_flag_with_the_tables_defaults() {
             }
         }
     }
+}
+
+#[test]
+fn the_app_body_budget_holds_at_least_one_body_of_the_largest_size() {
+    let app = |list: &[&str]| {
+        let mut full = vec!["--app", "http://127.0.0.1:1"];
+        full.extend_from_slice(list);
+        run(Kind::Node, &full).unwrap().node.unwrap().app.unwrap()
+    };
+    assert_eq!(app(&[]).body_budget, 64 << 20);
+    // Not given: raised to a larger --app_body_limit.
+    assert_eq!(app(&["--app_body_limit", "100MiB"]).body_budget, 100 << 20);
+    assert_eq!(app(&["--app_body_budget", "8MiB"]).body_budget, 8 << 20);
+    let message = usage(
+        Kind::Node,
+        &[
+            "--app",
+            "http://127.0.0.1:1",
+            "--app_body_limit",
+            "2MiB",
+            "--app_body_budget",
+            "1MiB",
+        ],
+    );
+    assert!(message.contains("--app_body_budget"), "{message}");
+    assert!(message.contains("under --app_body_limit"), "{message}");
+    assert_eq!(run(Kind::Dns, &[]).unwrap().max_conns_per_ip, 64);
 }

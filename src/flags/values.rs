@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::AllowLocal;
-use crate::nodes::{Host, Node};
+use crate::nodes::{Host, Node, NodeError};
 
 /// Longest `--upd_int`, `--timeout` or `--app_timeout`: a day.
 const MAX_SECONDS: f64 = 86_400.0;
@@ -119,9 +119,18 @@ pub fn bind_ip(text: &str) -> Result<String, String> {
     }
 }
 
-/// A node address (SPEC §1).
+/// A node address (SPEC §1). The error is the API's reason, in a flag's terms: the value is
+/// the flag's, not a body's `"ip_address"`, and a port goes in `-p`.
 pub fn host(text: &str) -> Result<Host, String> {
-    Host::parse(text).map_err(|e| e.to_string())
+    Host::parse(text).map_err(|e| match e {
+        NodeError::BadAddress { reason, .. } => {
+            format!(
+                "not a valid address: {}",
+                reason.replace("in \"port\"", "in -p/--port")
+            )
+        }
+        other => other.to_string(),
+    })
 }
 
 /// `HOST:PORT`, with brackets around an IPv6 host.

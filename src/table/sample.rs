@@ -47,47 +47,56 @@ impl Table {
         rng: &mut fastrand::Rng,
         mut keep: impl FnMut(&Entry) -> bool,
     ) -> Vec<&Node> {
-        let mut out = Vec::with_capacity(k.min(self.len()));
         // Each group with how many of its members were drawn so far; the draws of a group
         // are a lazy Fisher–Yates shuffle of its member list, whose swaps live in `swaps`.
-        let mut active: Vec<(u32, u32)> = Vec::new();
-        if k > 0 {
-            active.extend(self.live_groups.iter().map(|&g| (g, 0)));
-        }
+        let active: Vec<(u32, u32)> = match k {
+            0 => Vec::new(),
+            _ => self.live_groups.iter().map(|&g| (g, 0)).collect(),
+        };
         let mut swaps = Swaps::default();
-        while out.len() < k && !active.is_empty() {
-            // A round: the groups in a random order, shuffled as far as the round gets
-            // (Fisher–Yates one step at a time), so a small k costs little with many groups.
-            let mut i = 0;
-            while i < active.len() && out.len() < k {
-                let pick = rng.usize(i..active.len());
-                active.swap(i, pick);
-                let (group, drawn) = &mut active[i];
-                let members = &self.groups[*group as usize].members;
-                let mut found = None;
-                while (*drawn as usize) < members.len() {
-                    let slot = draw(members, *group, *drawn, &mut swaps, rng);
-                    *drawn += 1;
-                    let entry = self.at(slot);
-                    if keep(entry) {
-                        found = Some(&entry.node);
-                        break;
-                    }
+        round_robin(active, k, rng, |(group, drawn), rng| {
+            let members = &self.groups[*group as usize].members;
+            while (*drawn as usize) < members.len() {
+                let slot = draw(members, *group, *drawn, &mut swaps, rng);
+                *drawn += 1;
+                let entry = self.at(slot);
+                if keep(entry) {
+                    return Some(&entry.node);
                 }
-                match found {
-                    Some(node) => {
-                        out.push(node);
-                        i += 1;
-                    }
-                    // Exhausted: the next step draws among the rest again.
-                    None => {
-                        active.swap_remove(i);
-                    }
+            }
+            None
+        })
+    }
+}
+
+/// Rounds over `groups`, each in a fresh random order (shuffled only as far as the round
+/// gets), taking `next`'s pick from each group in turn until `k` are taken; a group for which
+/// `next` has none leaves, and the rest of its round is drawn among the others. The order of
+/// the answer is the order of taking.
+fn round_robin<G, T>(
+    mut groups: Vec<G>,
+    k: usize,
+    rng: &mut fastrand::Rng,
+    mut next: impl FnMut(&mut G, &mut fastrand::Rng) -> Option<T>,
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(k.min(groups.len()));
+    while out.len() < k && !groups.is_empty() {
+        let mut i = 0;
+        while i < groups.len() && out.len() < k {
+            let pick = rng.usize(i..groups.len());
+            groups.swap(i, pick);
+            match next(&mut groups[i], rng) {
+                Some(taken) => {
+                    out.push(taken);
+                    i += 1;
+                }
+                None => {
+                    groups.swap_remove(i);
                 }
             }
         }
-        out
     }
+    out
 }
 
 /// At most `k` of the `candidates` that `keep` accepts, chosen as [`Table::sample`] chooses
@@ -129,44 +138,25 @@ pub fn pick_diverse(
         members[filled[group as usize] as usize] = id(i);
         filled[group as usize] += 1;
     }
-    let mut out: Vec<Node> = Vec::with_capacity(k.min(candidates.len()));
-    let mut live: Vec<usize> = (0..sizes.len()).collect();
-    while out.len() < k && !live.is_empty() {
-        // A round: the groups in a random order, shuffled as far as the round gets.
-        let mut i = 0;
-        while i < live.len() && out.len() < k {
-            let pick = rng.usize(i..live.len());
-            live.swap(i, pick);
-            let group = live[i];
-            let start = starts[group] as usize;
-            let mut found = None;
-            // The group's members not drawn yet are the first `sizes[group]` of its
-            // segment; a draw takes one at random and moves the last into its place.
-            while sizes[group] > 0 {
-                let left = sizes[group] as usize;
-                let at = start + rng.usize(..left);
-                let drawn = members[at];
-                members[at] = members[start + left - 1];
-                sizes[group] -= 1;
-                let node = &candidates[drawn as usize];
-                if !out.contains(node) && keep(node) {
-                    found = Some(node.clone());
-                    break;
-                }
-            }
-            match found {
-                Some(node) => {
-                    out.push(node);
-                    i += 1;
-                }
-                // Exhausted: the next step draws among the rest again.
-                None => {
-                    live.swap_remove(i);
-                }
+    let mut taken: Vec<&Node> = Vec::new();
+    round_robin((0..sizes.len()).collect(), k, rng, |&mut group: &mut usize, rng| {
+        // The group's members not drawn yet are the first `sizes[group]` of its segment; a
+        // draw takes one at random and moves the last into its place.
+        let start = starts[group] as usize;
+        while sizes[group] > 0 {
+            let left = sizes[group] as usize;
+            let at = start + rng.usize(..left);
+            let drawn = members[at];
+            members[at] = members[start + left - 1];
+            sizes[group] -= 1;
+            let node = &candidates[drawn as usize];
+            if !taken.contains(&node) && keep(node) {
+                taken.push(node);
+                return Some(node.clone());
             }
         }
-    }
-    out
+        None
+    })
 }
 
 /// The `drawn`-th member of a lazy Fisher–Yates shuffle of `members` (the draws of one

@@ -4,10 +4,11 @@ use super::*;
 use crate::config::Identity;
 use crate::membership::Rules;
 use crate::policy::LocalRule;
+use crate::stats::Stats;
 use crate::table::{Source, Table};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 fn n(port: u16) -> Node {
     Node::new("127.0.0.1", port).unwrap()

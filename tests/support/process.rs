@@ -168,6 +168,17 @@ impl Proc {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// The address of a seed's DNS server (`--seed_listen`), from its `dns seeding on` line.
+    pub fn seeding_addr(&self) -> SocketAddr {
+        self.stderr()
+            .lines()
+            .find_map(|line| {
+                let rest = line.split("dns seeding on ").nth(1)?;
+                rest.split(' ').next()?.parse().ok()
+            })
+            .expect("the 'dns seeding on' log line")
+    }
+
     pub fn get(&self, path: &str) -> Resp {
         request("GET", self.addr, path, None, &[])
     }

@@ -1,11 +1,14 @@
 //! Reading a request body as its head frames it (RFC 9112 §6): a `Content-Length` body, a
 //! chunked one (§7.1, chunk sizes parsed by `httparse`, the trailer section read and discarded,
 //! §7.1.2), or none. Bounded in bytes (`Limits::max_body_bytes` of content, and a budget for
-//! the chunked framing around it) and in time (the request's deadline).
+//! the chunked framing around it), in time (the request's deadline), and by the bytes all
+//! connections hold together (`Limits::body_budget_bytes`, through a `BodyHold`).
 
 use std::io::{self, ErrorKind};
 use std::time::Instant;
 
+use crate::admission::BodyHold;
+use crate::client::body_budget_spent;
 use crate::head::{Framing, MAX_HEADERS};
 use crate::input::Input;
 use crate::refusal::{malformed, Cause, Failure};
@@ -20,44 +23,40 @@ pub(crate) struct Body {
     pub(crate) data: Vec<u8>,
     /// Bigger than the request's body limit: not read (beyond that much), and `data` is empty.
     pub(crate) too_large: bool,
-}
-
-impl Body {
-    fn empty(too_large: bool) -> Body {
-        Body {
-            data: Vec::new(),
-            too_large,
-        }
-    }
+    /// `data`'s bytes as counted against the budget, given back when this is dropped.
+    pub(crate) hold: BodyHold,
 }
 
 /// Reads the body `framing` announces, unless it is larger than `max` bytes, by `deadline`.
+/// A body with a declared length must already be counted in `hold`; a chunked one is
+/// counted as it grows, and refused (503, `Cause::BodyBudget`) when the budget cannot take
+/// its next chunk.
 pub(crate) fn read(
     input: &mut Input,
     framing: Framing,
     deadline: Instant,
     max: usize,
     limits: &Limits,
+    mut hold: BodyHold,
 ) -> Result<Body, Failure> {
-    match framing {
-        Framing::None | Framing::Length(0) => Ok(Body::empty(false)),
-        Framing::Length(n) if n > max as u64 => Ok(Body::empty(true)),
+    let (data, too_large) = match framing {
+        Framing::None | Framing::Length(0) => (Vec::new(), false),
+        Framing::Length(n) if n > max as u64 => (Vec::new(), true),
         Framing::Length(n) => {
             let mut data = vec![0; n as usize];
             input.read_exact(&mut data, deadline).map_err(io_failure)?;
-            Ok(Body {
-                data,
-                too_large: false,
-            })
+            (data, false)
         }
-        Framing::Chunked => Ok(match read_chunked(input, deadline, max, limits)? {
-            Some(data) => Body {
-                data,
-                too_large: false,
-            },
-            None => Body::empty(true),
-        }),
-    }
+        Framing::Chunked => match read_chunked(input, deadline, max, limits, &mut hold)? {
+            Some(data) => (data, false),
+            None => (Vec::new(), true),
+        },
+    };
+    Ok(Body {
+        data,
+        too_large,
+        hold,
+    })
 }
 
 /// Decodes a chunked body (RFC 9112 §7.1). `None` when its content is larger than `max`
@@ -67,6 +66,7 @@ fn read_chunked(
     deadline: Instant,
     max: usize,
     limits: &Limits,
+    hold: &mut BodyHold,
 ) -> Result<Option<Vec<u8>>, Failure> {
     // Chunk-size lines and CRLFs cost this much at most: enough for the whole body in
     // chunks of a few bytes, not for endless framing around no content.
@@ -84,6 +84,9 @@ fn read_chunked(
         }
         if size > (max - data.len()) as u64 {
             return Ok(None);
+        }
+        if !hold.reserve(data.len() + size as usize) {
+            return Err(body_budget_spent());
         }
         let at = data.len();
         data.resize(at + size as usize, 0);

@@ -9,8 +9,9 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use crate::admission::{self, BodyHold, ConnId, Source};
 use crate::body;
-use crate::common::{HTTPVersion, Method, StatusCode};
+use crate::common::{HTTPVersion, Header, Method, StatusCode};
 use crate::head::{self, BadHead, Framing, Head};
 use crate::input::Input;
 use crate::refusal::{Cause, Failure, Refusal};
@@ -29,23 +30,44 @@ enum End {
     Broken,
 }
 
-/// Serves one connection until the client closes it, stays idle past the idle timeout,
-/// breaks the protocol, or the server stops.
-pub(crate) fn serve(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
+/// Serves one connection, registered as `id`, until the client closes it, stays idle past
+/// the idle timeout, breaks the protocol, or the server stops, or until the accept thread
+/// closes it to make room while it waits for a next request (it then ends at once, without
+/// serving what may have arrived).
+pub(crate) fn serve(
+    stream: Arc<TcpStream>,
+    peer: SocketAddr,
+    id: ConnId,
+    shared: &Arc<Shared>,
+) {
     let limits = &shared.limits;
     let mut input = Input::new(stream);
-    let end = serve_requests(&mut input, peer, shared);
+    let end = serve_requests(&mut input, peer, id, shared);
     if let End::Answered = end {
         let lingered = input.linger(limits.linger_bytes, limits.linger_time);
         log::trace!("closed {peer} in stages: {lingered:?}");
     }
 }
 
-fn serve_requests(input: &mut Input, peer: SocketAddr, shared: &Arc<Shared>) -> End {
+fn serve_requests(input: &mut Input, peer: SocketAddr, id: ConnId, shared: &Arc<Shared>) -> End {
     let limits = &shared.limits;
+    let source = Source::of(peer.ip());
+    let mut answered = false;
     loop {
         if shared.closing.load(SeqCst) {
             return End::Quiet;
+        }
+        // Between requests a kept-alive connection may be closed to make room for a newcomer:
+        // it says so while it waits, and asks once the next request has begun.
+        if input.buffered().is_empty() {
+            if answered {
+                admission::lock(shared).idle(id, Instant::now());
+            }
+            let arrived = await_request(input, limits);
+            let chosen = answered && !admission::lock(shared).busy(id);
+            if !arrived || chosen {
+                return End::Quiet;
+            }
         }
         let head = match read_head(input, limits) {
             Ok(Some(head)) => head,
@@ -62,12 +84,20 @@ fn serve_requests(input: &mut Input, peer: SocketAddr, shared: &Arc<Shared>) -> 
             Framing::Length(n) => n > 0 && n <= body_limit as u64,
             Framing::Chunked => true,
         };
+        // A declared body is counted against the budget before any of it is read, and
+        // before the client is told to send it.
+        let mut hold = BodyHold::new(shared, source);
+        if let Framing::Length(n) = head.framing {
+            if has_body && !hold.reserve(n as usize) {
+                return refuse(input, peer, shared, body_budget_spent(), line);
+            }
+        }
         if head.expects_continue && has_body {
             // RFC 9110 §10.1.1: the client waits for this before sending the body.
             let _ = input.write_all(&[b"HTTP/1.1 100 Continue\r\n\r\n"]);
         }
         let deadline = head.started + limits.idle_timeout;
-        let body = match body::read(input, head.framing, deadline, body_limit, limits) {
+        let body = match body::read(input, head.framing, deadline, body_limit, limits, hold) {
             Ok(body) => body,
             Err(failure) => return refuse(input, peer, shared, failure, line),
         };
@@ -97,19 +127,38 @@ fn serve_requests(input: &mut Input, peer: SocketAddr, shared: &Arc<Shared>) -> 
         if answer.close {
             return End::Answered;
         }
+        answered = true;
     }
 }
 
-/// Reads a request head. `Ok(None)` when the connection ends (or idles out) between
-/// requests.
-fn read_head(input: &mut Input, limits: &Limits) -> Result<Option<Head>, BadHead> {
-    // Wait for the first byte; only then does the request's own deadline start.
+/// The 503 for a body that the budget of body bytes cannot take now.
+pub(crate) fn body_budget_spent() -> Failure {
+    Failure::new(
+        503,
+        Cause::BodyBudget,
+        "too many request bodies are being received; try again later",
+    )
+}
+
+/// Waits for the first byte of a request, at most the idle timeout; `false` when the
+/// connection ends or idles out first.
+fn await_request(input: &mut Input, limits: &Limits) -> bool {
     while input.buffered().is_empty() {
         match input.read_more(None, limits.idle_timeout) {
-            Ok(0) | Err(_) => return Ok(None),
+            Ok(0) | Err(_) => return false,
             Ok(_) => {}
         }
     }
+    true
+}
+
+/// Reads a request head whose first byte has arrived. `Ok(None)` when the connection ends
+/// (or idles out) between requests.
+fn read_head(input: &mut Input, limits: &Limits) -> Result<Option<Head>, BadHead> {
+    if !await_request(input, limits) {
+        return Ok(None);
+    }
+    // The request's own deadline starts with its first byte.
     let started = Instant::now();
     let deadline = started + limits.idle_timeout;
     // Parse again only when a new line has arrived: a head ends with one.
@@ -185,10 +234,17 @@ pub(crate) fn refusal_answer(
         target: line.map(|(_, t)| t),
         peer,
         connections: shared.connections.load(SeqCst),
+        retry_after: failure.cause.retry_after(),
     };
-    (shared.refusals)(&refusal)
-        .with_status_code(failure.status)
-        .render(Answering {
+    let mut response = (shared.refusals)(&refusal).with_status_code(failure.status);
+    if let Some(seconds) = refusal.retry_after {
+        if !response.headers().iter().any(|h| h.field.equiv("Retry-After")) {
+            if let Ok(header) = Header::from_bytes("Retry-After", seconds.to_string()) {
+                response.add_header(header);
+            }
+        }
+    }
+    response.render(Answering {
             version,
             head_request: line.is_some_and(|(m, _)| *m == Method::Head),
             close,

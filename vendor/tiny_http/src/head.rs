@@ -278,7 +278,9 @@ fn framing(version: HTTPVersion, headers: &[Header]) -> Result<Framing, Failure>
         }
         if has_length {
             // §6.3 rule 3, §11.2: both framings at once is how requests are smuggled.
-            return malformed("both Content-Length and Transfer-Encoding");
+            return malformed(
+                "a request may not have both Content-Length and Transfer-Encoding (RFC 9112 §6.3)",
+            );
         }
         let codings: Vec<&str> = list(headers, "Transfer-Encoding").collect();
         if !codings

@@ -4,14 +4,17 @@
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Bytes asked of the socket per read.
 const READ_SLICE: usize = 4096;
 
-/// A connection's socket and the bytes read from it but not yet consumed.
+/// A connection's socket and the bytes read from it but not yet consumed. The socket is
+/// shared with the accept thread, which may shut it to make room for another connection
+/// (one descriptor, not a duplicate).
 pub(crate) struct Input {
-    pub(crate) stream: TcpStream,
+    stream: Arc<TcpStream>,
     buf: Vec<u8>,
     /// `buf[start..]` is unconsumed.
     start: usize,
@@ -20,7 +23,7 @@ pub(crate) struct Input {
 }
 
 impl Input {
-    pub(crate) fn new(stream: TcpStream) -> Input {
+    pub(crate) fn new(stream: Arc<TcpStream>) -> Input {
         Input {
             stream,
             buf: Vec::with_capacity(READ_SLICE),
@@ -68,7 +71,7 @@ impl Input {
         let filled = self.buf.len();
         self.buf.resize(filled + READ_SLICE, 0);
         let read = loop {
-            match self.stream.read(&mut self.buf[filled..]) {
+            match (&*self.stream).read(&mut self.buf[filled..]) {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break Err(ErrorKind::TimedOut.into()),
                 other => break other,
@@ -91,7 +94,7 @@ impl Input {
                 .filter(|left| !left.is_zero())
                 .ok_or(ErrorKind::TimedOut)?;
             self.set_timeout(left)?;
-            match self.stream.read(out) {
+            match (&*self.stream).read(out) {
                 Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
                 Ok(n) => out = &mut out[n..],
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -110,7 +113,7 @@ impl Input {
         let mut pending = &mut slices[..];
         let mut left: usize = parts.iter().map(|p| p.len()).sum();
         while left > 0 {
-            match (&self.stream).write_vectored(pending) {
+            match (&*self.stream).write_vectored(pending) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     left -= n;
@@ -135,7 +138,7 @@ impl Input {
     /// of failing on a reset, and it reads the answer meanwhile.
     pub(crate) fn linger(mut self, most_bytes: usize, most_time: Duration) -> Lingered {
         let started = Instant::now();
-        let _ = (&self.stream).flush();
+        let _ = (&*self.stream).flush();
         let _ = self.stream.shutdown(Shutdown::Write);
         let mut discarded = self.buffered().len();
         self.buf.clear();
@@ -152,7 +155,7 @@ impl Input {
             if self.set_timeout(left).is_err() {
                 break LingerEnd::Error;
             }
-            match self.stream.read(&mut scratch) {
+            match (&*self.stream).read(&mut scratch) {
                 Ok(0) => break LingerEnd::ClientClosed,
                 Ok(n) => discarded += n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}

@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use admission::{Admission, ConnId, Source};
 use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
@@ -41,6 +42,7 @@ pub use refusal::{Cause, Refusal, Refusals};
 pub use request::Request;
 pub use response::{Response, SharedBody};
 
+mod admission;
 mod body;
 mod client;
 mod common;
@@ -54,9 +56,28 @@ mod util;
 /// Bounds on what one client can make the server spend.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Most connections served at once. A connection beyond this is answered
-    /// `503 Service Unavailable` and closed at once.
+    /// Most connections served at once. When they are all open, a new connection takes the
+    /// place of the keep-alive connection that has waited longest for its next request (it
+    /// is closed, as an idle timeout would close it); when none waits, the new one is
+    /// answered `503 Service Unavailable` and closed at once. So clients that hold
+    /// connections open between requests cannot lock out the others; a connection is never
+    /// closed before it has been answered once.
     pub max_connections: usize,
+    /// Most connections open at once from one source: an IPv4 address, or an IPv6 /64 (an
+    /// IPv4-mapped IPv6 address counts as its IPv4 address). One more is answered `503`
+    /// (`Cause::TooManyFromSource`, with `Retry-After`) and closed at once, so that one client
+    /// cannot take every slot of `max_connections`.
+    pub max_connections_per_source: usize,
+    /// Most request-body bytes held in memory at once, all connections together, for the
+    /// bodies larger than `max_body_bytes` (which only a `body_limit` can allow). Such a
+    /// body counts whole for as long as its request lives: declared by `Content-Length`, it
+    /// is counted before any of it is read (or `100 Continue` sent); chunked, as its chunks
+    /// arrive. One that does not fit is answered `503` with `Retry-After`
+    /// (`Cause::BodyBudget`) and the connection closes in stages. One source (as
+    /// `max_connections_per_source` counts them) may hold at most a quarter of the budget,
+    /// unless it is its only body. Bodies of at most `max_body_bytes` are not counted: each
+    /// connection holds at most one, `max_connections` × `max_body_bytes` in all.
+    pub body_budget_bytes: usize,
     /// A connection that sends nothing for this long is closed. A request must also arrive
     /// whole (head and body) within this time of its first byte, and a response that the
     /// client does not read within this time is abandoned.
@@ -88,6 +109,8 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 1024,
+            max_connections_per_source: 64,
+            body_budget_bytes: 64 * 1024 * 1024,
             idle_timeout: Duration::from_secs(10),
             max_head_bytes: 16 * 1024,
             max_body_bytes: 64 * 1024,
@@ -145,6 +168,12 @@ pub(crate) struct Shared {
     pub(crate) connections: AtomicUsize,
     /// Requests handed to `recv()` whose response is not yet written to the socket.
     pub(crate) in_flight: AtomicUsize,
+    /// The open connections by source, the idle ones, and the body bytes counted against
+    /// `Limits::body_budget_bytes` (see `admission`).
+    pub(crate) admission: Mutex<Admission<Arc<TcpStream>>>,
+    /// Body bytes counted against `Limits::body_budget_bytes` now (a copy, read without the
+    /// lock).
+    pub(crate) body_bytes: AtomicUsize,
     pub(crate) limits: Limits,
     /// Words (and lets the user count) the answers the connection layer gives on its own.
     pub(crate) refusals: Refusals,
@@ -188,6 +217,8 @@ impl Server {
             messages: MessagesQueue::with_capacity(64),
             connections: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
+            admission: Mutex::new(Admission::new()),
+            body_bytes: AtomicUsize::new(0),
             limits,
             refusals,
         });
@@ -216,6 +247,11 @@ impl Server {
     /// Requests read but not yet answered on their socket.
     pub fn requests_in_flight(&self) -> usize {
         self.shared.in_flight.load(SeqCst)
+    }
+
+    /// Request-body bytes counted against `Limits::body_budget_bytes` right now.
+    pub fn body_bytes_held(&self) -> usize {
+        self.shared.body_bytes.load(SeqCst)
     }
 
     /// Blocks until the next request is available.
@@ -269,7 +305,7 @@ fn wake_address(bound: SocketAddr) -> SocketAddr {
 fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
     let mut last_error_report: Option<Instant> = None;
     // The connection threads not yet joined.
-    let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    let mut threads: Vec<(ConnId, JoinHandle<()>)> = Vec::new();
     loop {
         let accepted = listener.accept();
         if shared.closing.load(SeqCst) {
@@ -296,22 +332,21 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
     }
 }
 
-/// Starts a connection thread for `stream`, or turns the connection away when the budget
-/// of connections is spent. A connection thread counts against the budget until it has ended
-/// and been joined, not merely until its connection closed: otherwise, while connections come
-/// and go, threads still ending would let the number of threads exceed the budget.
+/// Starts a connection thread for `stream`, or turns the connection away: its source has
+/// `max_connections_per_source` open, or the budget of connections is spent and none is idle
+/// between requests. When the budget is spent and one is idle, the one idle longest is closed
+/// and its thread joined first (it ends at once: see `client::serve`). A connection thread
+/// counts against the budget until it has ended and been joined, not merely until its
+/// connection closed: otherwise, while connections come and go, threads still ending would
+/// let the number of threads exceed the budget.
 fn admit(
     stream: TcpStream,
     peer: SocketAddr,
     shared: &Arc<Shared>,
-    threads: &mut Vec<JoinHandle<()>>,
+    threads: &mut Vec<(ConnId, JoinHandle<()>)>,
 ) {
     let limits = &shared.limits;
     reap(threads);
-    if threads.len() >= limits.max_connections {
-        turn_away(stream, peer, shared);
-        return;
-    }
     let configured = stream
         .set_nodelay(true)
         .and_then(|_| stream.set_read_timeout(Some(limits.idle_timeout)))
@@ -319,6 +354,25 @@ fn admit(
     if configured.is_err() {
         return;
     }
+    // Shared with the admission state, to shut it should it be chosen to make room.
+    let stream = Arc::new(stream);
+    let source = Source::of(peer.ip());
+    let slots_full = threads.len() >= limits.max_connections;
+    let admitted =
+        admission::lock(shared).admit(source, Arc::clone(&stream), slots_full, limits);
+    let id = match admitted {
+        Ok((id, evicted)) => {
+            if let Some(evicted) = evicted {
+                let _ = evicted.handle.shutdown(std::net::Shutdown::Both);
+                if let Some(at) = threads.iter().position(|(id, _)| *id == evicted.id) {
+                    let _ = threads.swap_remove(at).1.join();
+                }
+                log::debug!("closed the connection idle longest for one from {peer}");
+            }
+            id
+        }
+        Err(cause) => return turn_away(&stream, peer, shared, cause),
+    };
     shared.connections.fetch_add(1, SeqCst);
     let inside = Arc::clone(shared);
     // The closure owns the stream; if spawning fails it is dropped, which closes it.
@@ -327,12 +381,14 @@ fn admit(
         .stack_size(limits.connection_stack_bytes)
         .spawn(move || {
             let _slot = Slot(&inside.connections);
-            client::serve(stream, peer, &inside);
+            let _registered = Registered(&inside, id);
+            client::serve(stream, peer, id, &inside);
         });
     match spawned {
-        Ok(thread) => threads.push(thread),
+        Ok(thread) => threads.push((id, thread)),
         Err(e) => {
             shared.connections.fetch_sub(1, SeqCst);
+            admission::lock(shared).close(id);
             static REPORTED: Mutex<Option<Instant>> = Mutex::new(None);
             let mut last = REPORTED.lock().unwrap_or_else(|p| p.into_inner());
             if last.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
@@ -343,13 +399,22 @@ fn admit(
     }
 }
 
+/// Unregisters a connection from the admission state when its thread ends, a panic included.
+struct Registered<'a>(&'a Shared, ConnId);
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        admission::lock(self.0).close(self.1);
+    }
+}
+
 /// Joins the connection threads that have finished serving; each takes at most the moment
 /// it needs to end.
-fn reap(threads: &mut Vec<JoinHandle<()>>) {
+fn reap(threads: &mut Vec<(ConnId, JoinHandle<()>)>) {
     let mut i = 0;
     while i < threads.len() {
-        if threads[i].is_finished() {
-            let _ = threads.swap_remove(i).join();
+        if threads[i].1.is_finished() {
+            let _ = threads.swap_remove(i).1.join();
         } else {
             i += 1;
         }
@@ -359,12 +424,19 @@ fn reap(threads: &mut Vec<JoinHandle<()>>) {
 /// Answers 503 on a connection we will not serve, spending at most `TURN_AWAY_TIME` on it.
 /// The accept thread cannot linger as a connection thread does: it discards what the client
 /// has sent so far, answers, closes its sending side, and discards once more before closing.
-fn turn_away(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
-    let failure = refusal::Failure::new(
-        503,
-        Cause::TooManyConnections,
-        "too many open connections; try again later",
-    );
+fn turn_away(mut stream: &TcpStream, peer: SocketAddr, shared: &Shared, cause: Cause) {
+    let failure = match cause {
+        Cause::TooManyFromSource => refusal::Failure::new(
+            503,
+            Cause::TooManyFromSource,
+            "too many open connections from your address; close some, or try again later",
+        ),
+        _ => refusal::Failure::new(
+            503,
+            Cause::TooManyConnections,
+            "too many open connections; try again later",
+        ),
+    };
     let answer = client::refusal_answer(shared, peer, failure, None, HTTPVersion(1, 1), true);
     let discard = |mut stream: &TcpStream| {
         let mut scratch = [0u8; 4096];
@@ -375,7 +447,7 @@ fn turn_away(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         }
     };
     if stream.set_nonblocking(true).is_ok() {
-        discard(&stream);
+        discard(stream);
     }
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_write_timeout(Some(client::TURN_AWAY_TIME));
@@ -383,7 +455,7 @@ fn turn_away(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     let _ = stream.write_all(&answer.head).and_then(|()| stream.write_all(body));
     let _ = stream.shutdown(std::net::Shutdown::Write);
     if stream.set_nonblocking(true).is_ok() {
-        discard(&stream);
+        discard(stream);
     }
 }
 

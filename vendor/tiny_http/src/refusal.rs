@@ -12,9 +12,19 @@ use crate::response::Response;
 /// Why the connection layer answered on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Cause {
-    /// `Limits::max_connections` connections were already open: 503, answered on the
-    /// accept thread before anything is read, and the connection closed.
+    /// `Limits::max_connections` connections were already open and none was idle between
+    /// requests: 503, answered on the accept thread before anything is read, and the
+    /// connection closed.
     TooManyConnections,
+    /// The client's source (an IPv4 address, an IPv6 /64) already had
+    /// `Limits::max_connections_per_source` connections open: 503 with `Retry-After`,
+    /// answered on the accept thread before anything is read, and the connection closed.
+    TooManyFromSource,
+    /// The request's body would take the bytes held in memory for bodies over
+    /// `Limits::body_budget_bytes` (or its source over its share of them): 503 with
+    /// `Retry-After`, answered before the body is read (a chunked one: once it grows too
+    /// large), and the connection closed in stages.
+    BodyBudget,
     /// The server has begun stopping (`Server::stop_accepting`): 503.
     Stopping,
     /// The request did not arrive whole within `Limits::idle_timeout` of its first byte: 408.
@@ -52,10 +62,25 @@ pub struct Refusal<'a> {
     /// Connections being served at that moment (for `TooManyConnections`, the ones that
     /// filled the limit; the refused one is not among them).
     pub connections: usize,
+    /// Seconds after which the client may try again, for a refusal that passes
+    /// (`TooManyFromSource`, `BodyBudget`): the connection layer sends it as `Retry-After`
+    /// (RFC 9110 §10.2.3) unless the hook's response has one.
+    pub retry_after: Option<u32>,
+}
+
+impl Cause {
+    /// The `Retry-After` a refusal for this cause carries, in seconds.
+    pub fn retry_after(self) -> Option<u32> {
+        match self {
+            Cause::TooManyFromSource | Cause::BodyBudget => Some(1),
+            _ => None,
+        }
+    }
 }
 
 /// Words the answer to a `Refusal`, and may count or log it. Called once per refusal, on the
-/// connection's thread (on the accept thread for `TooManyConnections`): it must be quick and
+/// connection's thread (on the accept thread for `TooManyConnections` and
+/// `TooManyFromSource`): it must be quick and
 /// must not block. The connection layer adds the framing (`Date`, `Content-Length`,
 /// `Connection: close`) and always closes the connection after the answer, except for 500
 /// `Unanswered`, which keeps it as the request asked.

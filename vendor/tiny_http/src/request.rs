@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
+use crate::admission::BodyHold;
 use crate::body::Body;
 use crate::client::refusal_answer;
 use crate::head::{Framing, Head};
@@ -24,6 +25,8 @@ use crate::{HTTPVersion, Header, Method, Response, Shared};
 pub struct Request {
     body: Cursor<Vec<u8>>,
     body_too_large: bool,
+    // the body's bytes counted against `Limits::body_budget_bytes` until this is dropped
+    _hold: BodyHold,
     // where the rendered response goes; `None` once the request has been answered
     responder: Option<Sender<Rendered>>,
     remote_addr: SocketAddr,
@@ -49,6 +52,7 @@ impl Request {
         Request {
             body: Cursor::new(body.data),
             body_too_large: body.too_large,
+            _hold: body.hold,
             responder: Some(responder),
             remote_addr,
             method: head.method,
@@ -124,6 +128,20 @@ impl Request {
     #[inline]
     pub fn as_reader(&mut self) -> &mut dyn Read {
         &mut self.body
+    }
+
+    /// Moves the body out without copying it (what `as_reader` has not read yet; the reader
+    /// is empty afterwards). A large body stays counted against `Limits::body_budget_bytes`
+    /// until this request is dropped or answered, so keep the body no longer than the
+    /// request.
+    pub fn take_body(&mut self) -> Vec<u8> {
+        let at = usize::try_from(self.body.position()).unwrap_or(usize::MAX);
+        let mut data = std::mem::take(self.body.get_mut());
+        self.body.set_position(0);
+        if at > 0 {
+            data.drain(..at.min(data.len()));
+        }
+        data
     }
 
     /// Answers this request.

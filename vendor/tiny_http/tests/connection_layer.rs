@@ -233,3 +233,214 @@ fn a_body_limit_decided_from_the_head_applies_to_that_request_alone() {
         assert_eq!(post("/small", &[b'x'; 11], chunked), "0 true");
     }
 }
+
+/// Sends a request and reads its answer on a kept-alive connection: the status line and the
+/// body, read by `Content-Length`.
+fn exchange_kept(stream: &mut TcpStream, request: &[u8]) -> String {
+    stream.write_all(request).unwrap();
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "closed mid-answer");
+        raw.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&raw).into_owned();
+    let length: usize = head
+        .split("\r\n")
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    head + &String::from_utf8_lossy(&body)
+}
+
+/// Whether the server has closed `stream` (reads 0) within 5 s.
+fn closed_by_server(stream: &mut TcpStream) -> bool {
+    matches!(stream.read(&mut [0u8; 64]), Ok(0))
+}
+
+#[test]
+fn a_source_over_its_cap_is_503_with_retry_after_and_others_still_get_in() {
+    let (server, addr, seen) = start(Limits {
+        max_connections_per_source: 2,
+        ..short_limits()
+    });
+    let _held: Vec<TcpStream> = (0..2).map(|_| connect(addr)).collect();
+    wait_until_open(&server, 2);
+    let mut third = connect(addr);
+    let _ = third.write_all(b"GET / HTTP/1.1\r\n\r\n");
+    let text = read_all(&mut third);
+    assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{text}");
+    assert!(text.contains("\r\nRetry-After: 1\r\n"), "{text}");
+    assert!(text.contains("too many open connections from your address"), "{text}");
+    assert!(seen
+        .lock()
+        .unwrap()
+        .contains(&(503, Cause::TooManyFromSource, None, None)));
+    assert_eq!(server.num_connections(), 2);
+}
+
+fn wait_until_open(server: &Server, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.num_connections() != n {
+        assert!(Instant::now() < deadline, "{} open", server.num_connections());
+        thread::yield_now();
+    }
+}
+
+#[test]
+fn full_slots_make_room_by_closing_the_keep_alive_connection_idle_longest() {
+    let (server, addr, seen) = start(Limits {
+        max_connections: 3,
+        idle_timeout: Duration::from_secs(5),
+        ..short_limits()
+    });
+    // Three kept-alive connections, answered once each, idle since in this order.
+    let mut kept: Vec<TcpStream> = (0..3).map(|_| connect(addr)).collect();
+    for stream in &mut kept {
+        let text = exchange_kept(stream, b"GET / HTTP/1.1\r\n\r\n");
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    }
+    // A newcomer is served: the first one, idle longest, is closed for it.
+    let mut newcomer = connect(addr);
+    let text = exchange_kept(&mut newcomer, b"GET / HTTP/1.1\r\n\r\n");
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(closed_by_server(&mut kept[0]), "the one idle longest is closed");
+    // The others were not touched and still serve.
+    for stream in &mut kept[1..] {
+        let text = exchange_kept(stream, b"GET / HTTP/1.1\r\n\r\n");
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    }
+    // A connection that has not been answered yet is never closed for another: with every
+    // slot held by a request under way, a newcomer gets 503.
+    for stream in kept[1..].iter_mut().chain([&mut newcomer]) {
+        stream.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let mut late = connect(addr);
+        let _ = late.write_all(b"GET / HTTP/1.1\r\n\r\n");
+        let text = read_all(&mut late);
+        if text.starts_with("HTTP/1.1 503") || Instant::now() > deadline {
+            break text;
+        }
+    };
+    assert!(text.contains("too many open connections; try again"), "{text}");
+    assert!(seen
+        .lock()
+        .unwrap()
+        .contains(&(503, Cause::TooManyConnections, None, None)));
+    assert!(server.num_connections() <= 3);
+}
+
+/// A server whose `/big…` paths take bodies of up to 1,000 bytes (the rest 10), within a
+/// budget of 1,000 body bytes; it answers with the body's length.
+fn start_with_budget() -> (Arc<Server>, SocketAddr, Seen) {
+    let (server, addr, seen) = start(Limits {
+        max_body_bytes: 10,
+        body_limit: Some(tiny_http::BodyLimit::new(|_, target| {
+            if target.starts_with("/big") { 1000 } else { 10 }
+        })),
+        body_budget_bytes: 1000,
+        idle_timeout: Duration::from_secs(5),
+        ..short_limits()
+    });
+    (server, addr, seen)
+}
+
+#[test]
+fn a_declared_body_the_budget_cannot_take_is_503_at_once_before_it_is_read() {
+    let (server, addr, seen) = start_with_budget();
+    // Holds 600 bytes of the budget: declared, partly sent, stalled.
+    let mut stalled = connect(addr);
+    stalled
+        .write_all(b"POST /big HTTP/1.1\r\nContent-Length: 600\r\n\r\nxxxx")
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.body_bytes_held() != 600 {
+        assert!(Instant::now() < deadline, "{} held", server.body_bytes_held());
+        thread::yield_now();
+    }
+    // The same source may hold a second body only within a quarter of the budget (250):
+    // answered at once, before any of its body is sent, and never told to continue.
+    let started = Instant::now();
+    let mut second = connect(addr);
+    second
+        .write_all(b"POST /big HTTP/1.1\r\nContent-Length: 300\r\nExpect: 100-continue\r\n\r\n")
+        .unwrap();
+    let text = read_all(&mut second);
+    assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{text}");
+    assert!(!text.contains("100 Continue"), "{text}");
+    assert!(text.contains("\r\nRetry-After: 1\r\n"), "{text}");
+    assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(seen.lock().unwrap().contains(&(
+        503,
+        Cause::BodyBudget,
+        Some("POST".to_owned()),
+        Some("/big".to_owned())
+    )));
+    // Bodies within max_body_bytes are not counted: still served.
+    let mut small = connect(addr);
+    small
+        .write_all(b"POST /small HTTP/1.1\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+        .unwrap();
+    assert!(read_all(&mut small).starts_with("HTTP/1.1 200 OK\r\n"));
+    // Once the stalled client goes, its bytes are given back, and a large body is served.
+    drop(stalled);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.body_bytes_held() != 0 {
+        assert!(Instant::now() < deadline, "{} held", server.body_bytes_held());
+        thread::yield_now();
+    }
+    let mut big = connect(addr);
+    let mut request = b"POST /big HTTP/1.1\r\nContent-Length: 900\r\nConnection: close\r\n\r\n".to_vec();
+    request.extend([b'y'; 900]);
+    big.write_all(&request).unwrap();
+    assert!(read_all(&mut big).starts_with("HTTP/1.1 200 OK\r\n"));
+}
+
+#[test]
+fn a_chunked_body_is_counted_as_it_grows_and_refused_once_the_budget_is_spent() {
+    let (server, addr, seen) = start_with_budget();
+    let mut first = connect(addr);
+    first
+        .write_all(b"POST /big HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap();
+    // 400 bytes in one chunk, then a stall: 400 counted.
+    let mut chunk = b"190\r\n".to_vec();
+    chunk.extend([b'z'; 400]);
+    chunk.extend(b"\r\n");
+    first.write_all(&chunk).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.body_bytes_held() != 400 {
+        assert!(Instant::now() < deadline, "{} held", server.body_bytes_held());
+        thread::yield_now();
+    }
+    // A second from the same source: its first 200 bytes fit its quarter, the next 100 not.
+    let mut second = connect(addr);
+    let mut request = b"POST /big HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..3 {
+        request.extend(b"64\r\n");
+        request.extend([b'w'; 100]);
+        request.extend(b"\r\n");
+    }
+    second.write_all(&request).unwrap();
+    let text = read_all(&mut second);
+    assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{text}");
+    assert!(text.contains("\r\nRetry-After: 1\r\n"), "{text}");
+    assert!(seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(status, cause, ..)| (*status, *cause) == (503, Cause::BodyBudget)));
+    // The first, its source's only body, may grow past the quarter, and is served whole.
+    let mut rest = b"258\r\n".to_vec();
+    rest.extend([b'z'; 600]);
+    rest.extend(b"\r\n0\r\n\r\n");
+    first.write_all(&rest).unwrap();
+    let text = exchange_kept(&mut first, b"");
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+}
