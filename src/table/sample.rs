@@ -139,24 +139,29 @@ pub fn pick_diverse(
         filled[group as usize] += 1;
     }
     let mut taken: Vec<&Node> = Vec::new();
-    round_robin((0..sizes.len()).collect(), k, rng, |&mut group: &mut usize, rng| {
-        // The group's members not drawn yet are the first `sizes[group]` of its segment; a
-        // draw takes one at random and moves the last into its place.
-        let start = starts[group] as usize;
-        while sizes[group] > 0 {
-            let left = sizes[group] as usize;
-            let at = start + rng.usize(..left);
-            let drawn = members[at];
-            members[at] = members[start + left - 1];
-            sizes[group] -= 1;
-            let node = &candidates[drawn as usize];
-            if !taken.contains(&node) && keep(node) {
-                taken.push(node);
-                return Some(node.clone());
+    round_robin(
+        (0..sizes.len()).collect(),
+        k,
+        rng,
+        |&mut group: &mut usize, rng| {
+            // The group's members not drawn yet are the first `sizes[group]` of its segment; a
+            // draw takes one at random and moves the last into its place.
+            let start = starts[group] as usize;
+            while sizes[group] > 0 {
+                let left = sizes[group] as usize;
+                let at = start + rng.usize(..left);
+                let drawn = members[at];
+                members[at] = members[start + left - 1];
+                sizes[group] -= 1;
+                let node = &candidates[drawn as usize];
+                if !taken.contains(&node) && keep(node) {
+                    taken.push(node);
+                    return Some(node.clone());
+                }
             }
-        }
-        None
-    })
+            None
+        },
+    )
 }
 
 /// The `drawn`-th member of a lazy Fisher–Yates shuffle of `members` (the draws of one
