@@ -55,6 +55,15 @@ Settings of the simulated processes (SPEC §8):
   --seed_timeout S     seeds' --timeout [default: {seed_timeout}]
   --seed_check_threads N  seeds' --check_threads [default: {seed_check_threads}]
 
+Speed (SIMULATION.md, \"Speed\"):
+  --slice_ms MS        the processes whose rounds start within one slice of this many
+                       simulated milliseconds run at once, each against the others' tables
+                       as the slice found them; their changes to others are made at the
+                       slice's end. 0: one process at a time (the sequential model)
+                       [default: {slice_ms}]
+  --threads N          threads running a slice; the output is the same for any number
+                       [default: the machine's cores]
+
 Output:
   --probes N           answers sampled per round for the answer figures [default: {probes}]
   --out DIR            where the CSV and SVG go [default: target/sim]
@@ -86,6 +95,7 @@ Compare earlier runs:
         seed_timeout = d.seed_timeout.as_secs_f64(),
         seed_check_threads = d.seed_check_threads,
         probes = d.probes,
+        slice_ms = d.slice.as_millis(),
     )
 }
 
@@ -184,6 +194,13 @@ fn run() -> Result<()> {
             .opt_value_from_str("--observers")?
             .unwrap_or(d.observers),
         probes: args.opt_value_from_str("--probes")?.unwrap_or(d.probes),
+        slice: args
+            .opt_value_from_str::<_, u64>("--slice_ms")?
+            .map_or(d.slice, Duration::from_millis),
+        threads: match args.opt_value_from_str::<_, usize>("--threads")? {
+            Some(threads) => threads.max(1),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        },
     };
     let out: PathBuf = args
         .opt_value_from_str("--out")?

@@ -248,8 +248,7 @@ impl Rules {
             Change::Forget(gone) => {
                 let mut removed = 0;
                 for node in gone {
-                    if table.contains(node) {
-                        table.to_mut().remove(node);
+                    if may_know(table, node) && table.to_mut().remove(node).is_some() {
                         removed += 1;
                     }
                 }
@@ -257,7 +256,7 @@ impl Rules {
             }
             Change::Checked { results, at } => {
                 for (node, online) in results {
-                    if table.contains(node) {
+                    if may_know(table, node) {
                         table.to_mut().record_check(node, *online, *at);
                     }
                 }
@@ -320,6 +319,18 @@ impl Rules {
             Admission::AlreadyKnown => Outcome::AlreadyKnown,
             Admission::Full => Outcome::Full,
         }
+    }
+}
+
+/// Whether `table` may hold `node`, asked before changing an entry that may not be there: a
+/// table still shared (borrowed) is looked in, so that an unknown node does not make it copy
+/// itself; one already owned is changed directly, as the change finds the entry anyway.
+// Whether the table is owned or borrowed is the point, so the `Cow` itself is the argument.
+#[allow(clippy::ptr_arg)]
+fn may_know(table: &Cow<'_, Table>, node: &Node) -> bool {
+    match table {
+        Cow::Owned(_) => true,
+        Cow::Borrowed(shared) => shared.contains(node),
     }
 }
 

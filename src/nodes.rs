@@ -274,8 +274,41 @@ impl fmt::Display for Node {
 
 impl Serialize for Host {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        match self {
+            // The text `Display` gives, written at once: a node's address is serialized for
+            // every answer, list and file, and `collect_str` escapes each piece apart.
+            Host::Ip(IpAddr::V4(ip)) => {
+                let mut text = [0u8; 15];
+                let len = dotted_quad(ip.octets(), &mut text);
+                let text = std::str::from_utf8(&text[..len]).map_err(serde::ser::Error::custom)?;
+                serializer.serialize_str(text)
+            }
+            _ => serializer.collect_str(self),
+        }
     }
+}
+
+/// Writes `octets` as `a.b.c.d` (what `Ipv4Addr`'s `Display` writes) into `out`; returns the
+/// length, at most 15.
+fn dotted_quad(octets: [u8; 4], out: &mut [u8; 15]) -> usize {
+    let mut len = 0;
+    for (i, octet) in octets.into_iter().enumerate() {
+        if i > 0 {
+            out[len] = b'.';
+            len += 1;
+        }
+        if octet >= 100 {
+            out[len] = b'0' + octet / 100;
+            len += 1;
+        }
+        if octet >= 10 {
+            out[len] = b'0' + octet / 10 % 10;
+            len += 1;
+        }
+        out[len] = b'0' + octet % 10;
+        len += 1;
+    }
+    len
 }
 
 impl Serialize for Node {
@@ -294,6 +327,34 @@ mod tests {
 
     fn parse(value: Value) -> Result<Node, NodeError> {
         Node::from_value(&value)
+    }
+
+    #[test]
+    fn an_ipv4_address_serializes_as_it_displays() {
+        for octets in [
+            [0, 0, 0, 1],
+            [127, 0, 0, 1],
+            [9, 10, 99, 100],
+            [255, 254, 200, 109],
+        ] {
+            let ip = std::net::Ipv4Addr::from(octets);
+            let node = Node {
+                host: Host::Ip(IpAddr::V4(ip)),
+                port: 55000,
+            };
+            let want = format!(r#"{{"ip_address":"{ip}","port":55000}}"#);
+            assert_eq!(serde_json::to_string(&node).unwrap(), want);
+        }
+        for octet in 0..=255u8 {
+            let ip = std::net::Ipv4Addr::new(octet, octet, 1, octet);
+            let host = Host::Ip(IpAddr::V4(ip));
+            assert_eq!(serde_json::to_string(&host).unwrap(), format!("\"{ip}\""));
+        }
+        let named = Host::parse("seed.example.com").unwrap();
+        assert_eq!(
+            serde_json::to_string(&named).unwrap(),
+            r#""seed.example.com""#
+        );
     }
 
     #[test]

@@ -13,7 +13,9 @@
 //! the entries its filter turns down); `random` O(1).
 
 use foldhash::HashMap;
+use hashbrown::HashTable;
 use std::cmp::Reverse;
+use std::hash::BuildHasher;
 use std::time::Instant;
 
 use crate::nodes::{Group, Host, Node};
@@ -109,8 +111,12 @@ pub struct Table {
     /// Entries by slot; `None` for free slots (listed in `free_slots`).
     slots: Vec<Option<Entry>>,
     free_slots: Vec<u32>,
-    /// (host id, port) → slot.
-    index: HashMap<(u32, u16), u32>,
+    /// The slots of the entries, found by their node's hash and told apart by the node in the
+    /// slot: one probe finds an entry (a map from host to host id, then from (host id,
+    /// port) to slot, was two, each a cache miss in a large table).
+    index: HashTable<u32>,
+    /// Hashes nodes for `index`; seeded per table (foldhash), as the keys are strangers'.
+    hasher: foldhash::fast::RandomState,
     /// Host → host id.
     hosts: HashMap<Host, u32>,
     host_info: Vec<HostInfo>,
@@ -284,14 +290,14 @@ impl Table {
     }
 
     fn slot_of(&self, node: &Node) -> Option<u32> {
-        let host = *self.hosts.get(&node.host)?;
-        self.index.get(&(host, node.port)).copied()
+        let hash = self.hasher.hash_one(node);
+        self.index
+            .find(hash, |&slot| self.at(slot).node == *node)
+            .copied()
     }
 
     fn at(&self, slot: u32) -> &Entry {
-        self.slots[slot as usize]
-            .as_ref()
-            .unwrap_or_else(|| unreachable!("slot {slot} is free"))
+        occupied(&self.slots, slot)
     }
 
     fn at_mut(&mut self, slot: u32) -> &mut Entry {
@@ -413,13 +419,20 @@ impl Table {
             node,
         };
         members.push(slot);
-        self.index.insert((host, entry.node.port), slot);
+        let hash = self.hasher.hash_one(&entry.node);
         self.order.push(slot);
         self.ranks.push(1);
         match self.slots.get_mut(slot as usize) {
             Some(free) => *free = Some(entry),
             None => self.slots.push(Some(entry)),
         }
+        let Table {
+            index,
+            slots,
+            hasher,
+            ..
+        } = self;
+        index.insert_unique(hash, slot, |&s| hasher.hash_one(&occupied(slots, s).node));
     }
 
     fn new_group(&mut self, key: Group) -> u32 {
@@ -447,7 +460,10 @@ impl Table {
             .take()
             .unwrap_or_else(|| unreachable!("slot {slot} is free"));
         self.free_slots.push(slot);
-        self.index.remove(&(entry.host, entry.node.port));
+        let hash = self.hasher.hash_one(&entry.node);
+        if let Ok(found) = self.index.find_entry(hash, |&s| s == slot) {
+            found.remove();
+        }
         if let Some(group) = &entry.referrer {
             self.unrefer(group);
         }
@@ -504,6 +520,13 @@ impl Table {
         self.ranks = Fenwick::ones(live);
         self.vacant = 0;
     }
+}
+
+/// The entry in `slot`, which is occupied.
+fn occupied(slots: &[Option<Entry>], slot: u32) -> &Entry {
+    slots[slot as usize]
+        .as_ref()
+        .unwrap_or_else(|| unreachable!("slot {slot} is free"))
 }
 
 /// An index as `u32`: the table holds fewer than 2³² entries.

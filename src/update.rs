@@ -15,7 +15,7 @@ use crate::nodes::Node;
 use crate::resolve::LookupError;
 use crate::stats::Round;
 use crate::store::{PersistError, Store};
-use crate::table::pick_diverse;
+use crate::table::{Entry, pick_diverse};
 use crate::transport::{Clock, PeerError, PeerList, Transport};
 use crate::upkeep::{SeedNews, Upkeep, Verdict};
 
@@ -290,7 +290,16 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
         round: &mut Round,
         on_extra: &(dyn Fn(&Node, Result<(), PeerError>) + Sync),
     ) {
-        let snapshot = self.members.snapshot();
+        // Each node's failed checks before this round, read up front: the snapshot is not
+        // held while the checks change the table (a store without a file, the simulator's,
+        // then changes it in place instead of copying it).
+        let failures: Vec<u32> = {
+            let snapshot = self.members.snapshot();
+            nodes
+                .iter()
+                .map(|node| snapshot.table.entry(node).map_or(0, Entry::failures))
+                .collect()
+        };
         let results = Mutex::new(Vec::with_capacity(nodes.len()));
         let tally = Mutex::new(Tally { upkeep, round });
         self.transport.each(nodes.len() + extra.len(), &|i| {
@@ -299,8 +308,7 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
                 return on_extra(seed, self.check_one(seed, presence));
             };
             let result = self.check_one(node, presence);
-            let failures = snapshot.table.entry(node).map_or(0, |e| e.failures());
-            if let Some(online) = self.record(node, failures, result, &tally) {
+            if let Some(online) = self.record(node, failures[i], result, &tally) {
                 results
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -395,9 +403,10 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
         upkeep: &mut Upkeep,
         round: &mut Round,
     ) {
-        let snapshot = self.members.snapshot();
         let mut candidates: Vec<Node> = Vec::new();
         {
+            // Not held past the choice, so that learning changes the table in place.
+            let snapshot = self.members.snapshot();
             let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
             for (from, list) in lists {
                 if list.invalid > 0 {

@@ -60,6 +60,40 @@ fn one_seed_gives_the_same_output_byte_for_byte() {
     );
 }
 
+/// The parallel mode (slices run on threads) gives the same output whatever the number of
+/// threads and however they are scheduled; the sequential mode (`slice` zero) is
+/// deterministic too, and is another model, so another output.
+#[test]
+fn the_output_does_not_depend_on_the_number_of_threads() {
+    let sliced = |threads| Config {
+        threads,
+        // Long slices: ~35 processes each, whose requests to one another the threads
+        // interleave in many ways.
+        slice: Duration::from_secs(10),
+        // Lists longer than 20 are sampled: the targets draw from their RNGs.
+        list_limit: 20,
+        // Much churn: tables change during the rounds that others ask.
+        churn: 0.15,
+        rounds: 8,
+        ..small(11)
+    };
+    let (one, _) = run(sliced(1));
+    for _ in 0..2 {
+        let (two, _) = run(sliced(2));
+        assert_eq!(one, two, "1 and 2 threads must give the same output");
+    }
+    let (three, _) = run(sliced(3));
+    assert_eq!(one, three, "1 and 3 threads must give the same output");
+    let sequential = || Config {
+        slice: Duration::ZERO,
+        ..sliced(2)
+    };
+    let (first, _) = run(sequential());
+    let (second, _) = run(sequential());
+    assert_eq!(first, second, "the sequential mode is deterministic too");
+    assert_ne!(first, one, "the sequential model is another model");
+}
+
 #[test]
 fn the_network_converges_forgets_dead_nodes_and_bounds_each_nodes_work() {
     let (_, sim) = run(Config {

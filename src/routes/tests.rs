@@ -972,3 +972,51 @@ fn a_caller_registering_others_is_counted_and_not_vouched_for_until_checked() {
     // The upgraded referral no longer counts against the caller's group: one more fits.
     assert_eq!(register_from(&f, REMOTE, "203.0.113.3", 80).status, 200);
 }
+
+#[test]
+fn a_node_given_as_a_value_is_decided_as_its_json() {
+    let by_json = fixture(10, config());
+    let by_value = fixture(10, config());
+    let nodes = [
+        Node::new("127.0.0.5", 55000).unwrap(),
+        Node::new("127.0.0.6", 8).unwrap(),
+    ];
+    let requests = [
+        ("POST", "/", &nodes[0], REMOTE),
+        ("POST", "/", &nodes[0], REMOTE),
+        ("GET", "/nodes/", &nodes[1], LOCAL),
+        ("GET", "/nodes/?limit=1", &nodes[1], LOCAL),
+        ("POST", "/nodes/", &nodes[1], REMOTE),
+        ("DELETE", "/nodes/", &nodes[0], LOCAL),
+    ];
+    for (method, target, node, caller) in requests {
+        let json = serde_json::to_vec(node).unwrap();
+        let answer = |f: &Fixture, body: Body<'_>| {
+            let request = Request {
+                method,
+                target,
+                body,
+                caller,
+                authorization: None,
+                network: None,
+            };
+            match f.decide(&request).reply {
+                Reply::Now(response) => (None, response.status, text(&response)),
+                Reply::Commit { change, answer } => {
+                    let response = answer.finish(f.commit(change.clone()), &mut f.rng.borrow_mut());
+                    (Some(change), response.status, text(&response))
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(
+            answer(&by_json, Body::Bytes(&json)),
+            answer(&by_value, Body::Node(node)),
+            "{method} {target} {node}"
+        );
+    }
+    assert_eq!(
+        text(&get(&by_json, "/nodes/")),
+        text(&get(&by_value, "/nodes/"))
+    );
+}

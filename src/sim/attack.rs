@@ -30,8 +30,8 @@ const PREPARED_LISTS: usize = 8;
 /// The adversary of one simulation.
 pub(crate) struct Attacker {
     kind: Attack,
-    /// The adversary's addresses and their JSON (one-host, one-group).
-    sybils: Vec<(Node, Vec<u8>)>,
+    /// The adversary's addresses (one-host, one-group).
+    sybils: Vec<Node>,
     /// `GET /nodes/` answers listing sybils only.
     lists: Vec<Vec<u8>>,
     next_list: AtomicUsize,
@@ -94,13 +94,7 @@ impl Attacker {
         };
         Attacker {
             kind,
-            sybils: sybils
-                .into_iter()
-                .map(|node| {
-                    let json = serde_json::to_vec(&node).unwrap_or_default();
-                    (node, json)
-                })
-                .collect(),
+            sybils,
             lists,
             next_list: AtomicUsize::new(0),
             rng: Mutex::new(fastrand::Rng::with_seed(sim.rng.u64(..))),
@@ -116,15 +110,16 @@ impl Attacker {
         let seeds: Vec<usize> = (0..sim.procs.len())
             .filter(|&i| sim.procs[i].kind == Kind::Seed && sim.procs[i].alive())
             .collect();
-        for (node, json) in &self.sybils {
+        for node in &self.sybils {
             let Host::Ip(ip) = node.host else { continue };
             for &seed in &seeds {
-                let answer = sim.serve(seed, "POST", "/", json, ip, now);
-                let traffic = &sim.procs[seed].traffic;
+                let answer = sim.serve(seed, "POST", "/", Some(node), ip, now);
+                let traffic = &sim.traffic[seed];
                 traffic.requests_in.fetch_add(1, Relaxed);
-                traffic
-                    .bytes_in
-                    .fetch_add(super::net::REQUEST_HEAD_BYTES + json.len() as u64, Relaxed);
+                traffic.bytes_in.fetch_add(
+                    super::net::REQUEST_HEAD_BYTES + super::net::json_len(node),
+                    Relaxed,
+                );
                 traffic.bytes_out.fetch_add(
                     super::net::ANSWER_HEAD_BYTES + super::net::body_len(&answer),
                     Relaxed,
@@ -133,22 +128,43 @@ impl Attacker {
         }
     }
 
-    /// A sybil's answer: every check succeeds, and `GET /nodes/` lists sybils only.
-    pub(crate) fn answer(&self, method: &str, target: &str, body: &[u8]) -> Response {
+    /// A sybil's answer: every check succeeds, and `GET /nodes/` lists sybils only, the
+    /// prepared lists taken in turn, or at random with `rng` (a request's own, in a slice).
+    pub(crate) fn answer(
+        &self,
+        method: &str,
+        target: &str,
+        body: Option<&Node>,
+        rng: Option<&mut fastrand::Rng>,
+    ) -> Response {
         match (method, target.starts_with("/nodes")) {
             ("GET", true) if !self.lists.is_empty() => {
-                let i = self.next_list.fetch_add(1, Relaxed) % self.lists.len();
+                let i = match rng {
+                    Some(rng) => rng.usize(..self.lists.len()),
+                    None => self.next_list.fetch_add(1, Relaxed) % self.lists.len(),
+                };
                 owned(self.lists[i].clone())
             }
-            ("POST", false) => owned(body.to_vec()),
+            ("POST", false) => match body {
+                Some(node) => Response::json(200, node),
+                None => Response::empty(200),
+            },
             _ => Response::empty(200),
         }
     }
 
     /// The lying peer's `GET /nodes/` answer: 1,000 fresh addresses in the honest nodes'
-    /// groups (127.1–127.253) on ports where no simulated node listens.
-    pub(crate) fn fabricated_list(&self) -> Response {
-        let mut rng = lock(&self.rng);
+    /// groups (127.1–127.253) on ports where no simulated node listens, drawn from `rng` (a
+    /// request's own, in a slice) or the attacker's.
+    pub(crate) fn fabricated_list(&self, rng: Option<&mut fastrand::Rng>) -> Response {
+        let mut shared;
+        let rng = match rng {
+            Some(rng) => rng,
+            None => {
+                shared = lock(&self.rng);
+                &mut *shared
+            }
+        };
         let fabricated: Vec<Node> = (0..FABRICATED_PER_ANSWER)
             .map(|_| Node {
                 host: v4(127, rng.u8(1..=253), rng.u8(..), rng.u8(..)),

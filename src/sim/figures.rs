@@ -237,7 +237,7 @@ pub(crate) fn measure(sim: &mut Simulation, r: usize) -> RoundFigures {
     let mut traffic_sum = [0u64; 4];
     let mut round_ns_sum = 0u64;
     for (i, proc) in sim.procs.iter().enumerate() {
-        let traffic = proc.traffic.take();
+        let traffic = sim.traffic[i].take();
         if !proc.alive() {
             continue;
         }
@@ -345,7 +345,7 @@ fn probe_answers(sim: &mut Simulation) -> Answers {
     let sim = &*sim;
     let now = sim.epoch + sim.config.upd_int * (sim.round as u32 + 1);
     let ask = |tally: &mut Tally, j: usize, target: &str| {
-        let response = sim.serve(j, "GET", target, b"", asker, now);
+        let response = sim.serve(j, "GET", target, None, asker, now);
         if let Ok(list) = read_list(response.body) {
             for node in &list.nodes {
                 tally.add(&classify(sim, node));

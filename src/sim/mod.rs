@@ -10,17 +10,23 @@
 //!   threads) and the simulated `Clock`;
 //! - `world`: the processes, their addresses, and the server glue that turns a request into
 //!   `routes::handle`'s decision and commits it;
+//! - `slice`: running the processes of one slice of a round at once, on several threads,
+//!   deterministically (the changes their requests make wait for the slice's end);
 //! - `attack`: the adversaries of SPEC §11 (one host, one address group, a lying peer);
 //! - `figures`: what is measured each round, as lines, CSV and a summary.
 //!
 //! Determinism: every random choice comes from a `fastrand::Rng` derived from `Config::seed`,
-//! processes run one after another in a seeded order, no `HashMap` order reaches a figure,
-//! and no wall-clock time is measured. One seed gives the same figures, byte for byte.
+//! processes run in a seeded order (one after another, or a slice at a time with every
+//! change to another process made at the slice's end in that order), no thread's timing
+//! and no `HashMap` order reaches a figure, and no wall-clock time is measured. One seed
+//! gives the same figures, byte for byte, on any number of threads.
 
 mod attack;
+mod crew;
 pub mod figures;
 mod hash;
 mod net;
+mod slice;
 mod world;
 
 use std::fmt;
@@ -138,6 +144,16 @@ pub struct Config {
     /// `GET /nodes/` answers sampled each round (from random live nodes, and `?limit=10`
     /// from each seed) to measure dead and attacker entries in answers.
     pub probes: usize,
+    /// Simulated time of one slice of a round (`--slice_ms`, default 100 ms: no longer than
+    /// one answered request takes at the default latency). The processes whose rounds start
+    /// within one slice run at once, each against the others' tables as the slice found
+    /// them; the changes their requests make to others' tables (registrations) are made at
+    /// the slice's end, in the order of the rounds (see `slice`). Zero: the sequential
+    /// model, one process at a time, every change seen at once by the next request.
+    pub slice: Duration,
+    /// Threads that run a slice's processes (`--threads`, at least 1). Only the speed
+    /// depends on it: one seed gives the same output on any number of threads.
+    pub threads: usize,
 }
 
 impl Default for Config {
@@ -167,6 +183,8 @@ impl Default for Config {
             attack_round: 1,
             observers: 10,
             probes: 20,
+            slice: Duration::from_millis(100),
+            threads: 1,
         }
     }
 }

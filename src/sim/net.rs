@@ -8,7 +8,6 @@
 //! threads: each call starts on the thread that is free first, as `peers::parallel` hands
 //! the next item to the first thread done, so a step's time is the makespan of its calls.
 
-use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
@@ -19,10 +18,12 @@ use std::time::{Duration, Instant};
 use crate::nodes::{Host, Node};
 use crate::peers;
 use crate::response::{Payload, Response};
+use crate::routes::{Body, Request};
 use crate::transport::{Clock, PeerError, PeerList, Transport};
 
 use super::hash::key;
-use super::world::{ALIVE, BLACK_HOLE, Kind, REFUSED, Simulation, Target, lock};
+use super::slice::{Deferred, InSlice};
+use super::world::{ALIVE, BLACK_HOLE, Kind, REFUSED, Simulation, Sliced, Target, lock};
 
 /// Bytes of an HTTP request's head as our client sends it (request line, Host, User-Agent,
 /// Accept, Content-Type, Content-Length): an estimate, counted for every request.
@@ -59,6 +60,9 @@ pub(crate) struct Net<'a> {
     threads: usize,
     /// Simulated time since the epoch, in nanoseconds, on the virtual thread now running.
     now: &'a AtomicU64,
+    /// In a slice: the others' tables as the slice found them, and where the requests
+    /// whose changes wait for the slice's end go.
+    slice: Option<InSlice<'a>>,
 }
 
 /// What became of a call before any answer.
@@ -69,7 +73,12 @@ enum Fate {
 }
 
 impl<'a> Net<'a> {
-    pub(crate) fn new(sim: &'a Simulation, from: usize, now: &'a AtomicU64) -> Net<'a> {
+    pub(crate) fn new(
+        sim: &'a Simulation,
+        from: usize,
+        now: &'a AtomicU64,
+        slice: Option<InSlice<'a>>,
+    ) -> Net<'a> {
         let config = &sim.config;
         let (timeout, threads) = match sim.procs[from].kind {
             Kind::Seed => (config.seed_timeout, config.seed_check_threads),
@@ -81,6 +90,7 @@ impl<'a> Net<'a> {
             timeout,
             threads,
             now,
+            slice,
         }
     }
 
@@ -88,27 +98,31 @@ impl<'a> Net<'a> {
         self.now.fetch_add(nanos, Relaxed);
     }
 
-    /// Sends one request and returns the answer, counting requests and bytes on both ends.
+    /// Sends one request, with a node as its body or none, and returns the answer, counting
+    /// requests and bytes (the body's as its JSON) on both ends. In a slice, an answer that
+    /// waits for the slice's end comes back empty here and is counted then.
     fn exchange(
         &self,
         node: &Node,
-        method: &str,
-        target: &str,
-        body: &[u8],
+        method: &'static str,
+        target: &'static str,
+        body: Option<&Node>,
     ) -> Result<Response, PeerError> {
         let sim = self.sim;
         let config = &sim.config;
         let me = &sim.procs[self.from];
-        let request_bytes = REQUEST_HEAD_BYTES + body.len() as u64;
-        me.traffic.requests_out.fetch_add(1, Relaxed);
-        me.traffic.bytes_out.fetch_add(request_bytes, Relaxed);
-        let (round_trip, lost) = {
+        let mine = &sim.traffic[self.from];
+        let request_bytes = REQUEST_HEAD_BYTES + body.map_or(0, json_len);
+        mine.requests_out.fetch_add(1, Relaxed);
+        mine.bytes_out.fetch_add(request_bytes, Relaxed);
+        let (round_trip, lost, mut own) = {
             let mut rng = lock(&me.net);
             let round_trip = config.latency.as_nanos() as f64 * (0.5 + rng.f64());
-            (
-                round_trip as u64,
-                config.loss > 0.0 && rng.f64() < config.loss,
-            )
+            let lost = config.loss > 0.0 && rng.f64() < config.loss;
+            // In a slice, what the target draws for this request comes from the request's
+            // own RNG, so that the order of other requests to it does not matter.
+            let own = self.slice.map(|_| fastrand::Rng::with_seed(rng.u64(..)));
+            (round_trip as u64, lost, own)
         };
         let timeout = self.timeout.as_nanos() as u64;
         let fate = match key(node).and_then(|k| sim.index.get(&k)) {
@@ -117,10 +131,10 @@ impl<'a> Net<'a> {
             Some(Target::Sybil(k)) => Fate::Answered(Target::Sybil(*k)),
             Some(Target::Proc(j)) => {
                 let reach = sim.reach[*j as usize];
-                if reach >> 2 != me.side {
+                if reach.side != me.side {
                     Fate::TimedOut
                 } else {
-                    match reach & 3 {
+                    match reach.life {
                         ALIVE => Fate::Answered(Target::Proc(*j)),
                         REFUSED => Fate::Refused,
                         BLACK_HOLE => Fate::TimedOut,
@@ -149,39 +163,83 @@ impl<'a> Net<'a> {
             Target::Proc(j) => {
                 let j = j as usize;
                 let now = sim.epoch + Duration::from_nanos(self.now.load(Relaxed));
-                let answer = sim.serve(j, method, target, body, caller, now);
-                let traffic = &sim.procs[j].traffic;
+                let answer = match (self.slice, own.as_mut()) {
+                    (Some(slice), Some(rng)) => {
+                        let request = Request {
+                            method,
+                            target,
+                            body: body.map_or(Body::Bytes(b""), Body::Node),
+                            caller,
+                            authorization: None,
+                            network: None,
+                        };
+                        let kind = sim.reach[j].kind;
+                        match sim.serve_in_slice(kind, &slice.views[j], &request, now, rng) {
+                            Sliced::Now(answer) => Some(answer),
+                            Sliced::Later(answer) => {
+                                lock(slice.deferred).push(Deferred {
+                                    target: j as u32,
+                                    caller: self.from as u32,
+                                    method,
+                                    target_path: target,
+                                    node: body.cloned(),
+                                    ip: caller,
+                                    at: now,
+                                    answered: answer.is_some(),
+                                });
+                                answer
+                            }
+                        }
+                    }
+                    _ => Some(sim.serve(j, method, target, body, caller, now)),
+                };
+                let traffic = &sim.traffic[j];
                 traffic.requests_in.fetch_add(1, Relaxed);
                 traffic.bytes_in.fetch_add(request_bytes, Relaxed);
-                traffic
-                    .bytes_out
-                    .fetch_add(ANSWER_HEAD_BYTES + body_len(&answer), Relaxed);
+                if let Some(answer) = &answer {
+                    traffic
+                        .bytes_out
+                        .fetch_add(ANSWER_HEAD_BYTES + body_len(answer), Relaxed);
+                }
                 answer
             }
-            Target::Sybil(_) => match &sim.attacker {
-                Some(attacker) => attacker.answer(method, target, body),
+            Target::Sybil(_) => Some(match &sim.attacker {
+                Some(attacker) => attacker.answer(method, target, body, own.as_mut()),
                 None => Response::empty(200),
-            },
+            }),
         };
-        me.traffic
-            .bytes_in
-            .fetch_add(ANSWER_HEAD_BYTES + body_len(&response), Relaxed);
-        Ok(response)
+        match response {
+            Some(response) => {
+                mine.bytes_in
+                    .fetch_add(ANSWER_HEAD_BYTES + body_len(&response), Relaxed);
+                Ok(response)
+            }
+            // Answered at the slice's end, and counted then; the caller of a request that
+            // changes something needs only to know that it was answered.
+            None => Ok(Response::empty(200)),
+        }
     }
+}
+
+/// Counts the answer to a request served at the slice's end on both ends: the target sent
+/// it, the caller received it.
+pub(crate) fn count_answer(sim: &Simulation, target: usize, caller: usize, answer: &Response) {
+    let bytes = ANSWER_HEAD_BYTES + body_len(answer);
+    sim.traffic[target].bytes_out.fetch_add(bytes, Relaxed);
+    sim.traffic[caller].bytes_in.fetch_add(bytes, Relaxed);
 }
 
 impl Transport for Net<'_> {
     fn probe(&self, node: &Node) -> Result<(), PeerError> {
-        self.exchange(node, "GET", "/", b"").map(drop)
+        self.exchange(node, "GET", "/", None).map(drop)
     }
 
     fn announce(&self, node: &Node, me: &Node) -> Result<(), PeerError> {
-        self.exchange(node, "POST", "/", &self.body(me)).map(drop)
+        self.exchange(node, "POST", "/", Some(me)).map(drop)
     }
 
     fn fetch_nodes(&self, node: &Node, me: Option<&Node>) -> Result<PeerList, PeerError> {
-        let body = me.map_or(Cow::Borrowed(&b""[..]), |me| self.body(me));
-        let response = self.exchange(node, "GET", "/nodes/", &body)?;
+        let response = self.exchange(node, "GET", "/nodes/", me)?;
         // As `peers::Peers` does: a refused registration still leaves the list worth asking.
         if response.status != 200 && me.is_some() {
             return self.fetch_nodes(node, None);
@@ -206,18 +264,6 @@ impl Transport for Net<'_> {
             free.push(Reverse(done));
         }
         self.now.store(end, Relaxed);
-    }
-}
-
-impl<'a> Net<'a> {
-    /// `me` as a request body; the process's own node is serialized once, at its start.
-    fn body(&self, me: &Node) -> Cow<'a, [u8]> {
-        let proc = &self.sim.procs[self.from];
-        if *me == proc.node {
-            Cow::Borrowed(&proc.json)
-        } else {
-            Cow::Owned(serde_json::to_vec(me).unwrap_or_default())
-        }
     }
 }
 

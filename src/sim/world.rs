@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use crate::config::Identity;
-use crate::membership::{MemoryStore, Rules};
+use crate::membership::{MemoryStore, Rules, Snapshot};
 use crate::nodes::{Host, Node};
 use crate::policy::{DEFAULT_MAX_SOURCES, LocalRule, TokenBuckets};
 use crate::response::Response;
@@ -22,6 +22,7 @@ use super::attack::Attacker;
 use super::figures::{self, History, RoundFigures, Summary};
 use super::hash::{FxMap, key};
 use super::net::{Net, SimClock};
+use super::slice::{self, InSlice};
 use super::{Attack, Config};
 
 /// A process that answers everything.
@@ -73,11 +74,11 @@ impl Traffic {
 }
 
 /// One simulated process with everything the real one has: its store, its round's
-/// bookkeeping, and the RNG its routes draw from.
+/// bookkeeping, and the RNG its routes draw from. (Its traffic counters are
+/// `Simulation::traffic`, and what a request to it needs first `Simulation::reach`: compact
+/// arrays, as every request reads or counts its target's.)
 pub(crate) struct Proc {
     pub(crate) node: Node,
-    /// `node` as the JSON body of its announcements.
-    pub(crate) json: Vec<u8>,
     pub(crate) kind: Kind,
     pub(crate) store: Arc<MemoryStore>,
     pub(crate) role: Role,
@@ -93,7 +94,6 @@ pub(crate) struct Proc {
     pub(crate) life: u8,
     /// The side of a partition it is on.
     pub(crate) side: u8,
-    pub(crate) traffic: Traffic,
     /// Simulated time its last round took, in nanoseconds.
     pub(crate) round_ns: AtomicU64,
     /// The round it stopped answering in.
@@ -113,6 +113,26 @@ impl Proc {
     }
 }
 
+/// What a request to a process needs to know first: whether it answers, from which side of
+/// a partition, and what it is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reach {
+    /// `ALIVE`, `REFUSED` or `BLACK_HOLE`.
+    pub(crate) life: u8,
+    pub(crate) side: u8,
+    pub(crate) kind: Kind,
+}
+
+/// An answer given in a slice (`Simulation::serve_in_slice`).
+pub(crate) enum Sliced {
+    /// The answer: nothing changes.
+    Now(Response),
+    /// The request changes its target's table: it is served again at the slice's end,
+    /// whose answer is the answer (`None`), or, for a registering `GET /nodes/`, the list
+    /// as the slice found it now (`Some`).
+    Later(Option<Response>),
+}
+
 /// Where an address leads.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Target {
@@ -126,9 +146,11 @@ pub struct Simulation {
     pub(crate) config: Config,
     pub(crate) procs: Vec<Proc>,
     pub(crate) index: FxMap<u64, Target>,
-    /// Each process's `life` and `side` (`life | side << 2`), side by side: every request
-    /// reads its target's, and one cache line holds 64 of them.
-    pub(crate) reach: Vec<u8>,
+    /// Each process's `life`, `side` and `kind`, side by side: every request reads its
+    /// target's, and one cache line holds 21 of them.
+    pub(crate) reach: Vec<Reach>,
+    /// Each process's requests and bytes since the last measurement.
+    pub(crate) traffic: Vec<Traffic>,
     pub(crate) attacker: Option<Attacker>,
     /// The world's own choices: the order of rounds, who leaves, which nodes are probed.
     pub(crate) rng: fastrand::Rng,
@@ -186,6 +208,7 @@ impl Simulation {
             procs: Vec::new(),
             index: FxMap::default(),
             reach: Vec::new(),
+            traffic: Vec::new(),
             attacker: None,
             epoch: Instant::now(),
             round: 0,
@@ -246,12 +269,10 @@ impl Simulation {
             },
             max_referred: 8,
         };
-        let json = serde_json::to_vec(&node).unwrap_or_default();
         if let Some(k) = key(&node) {
             self.index.insert(k, Target::Proc(i as u32));
         }
         self.procs.push(Proc {
-            json,
             kind,
             store: Arc::new(MemoryStore::new(
                 rules,
@@ -265,24 +286,25 @@ impl Simulation {
             net: Mutex::new(fastrand::Rng::with_seed(self.rng.u64(..))),
             life: ALIVE,
             side: 0,
-            traffic: Traffic::default(),
             round_ns: AtomicU64::new(0),
             died: None,
             forgotten: None,
             node,
         });
+        self.traffic.push(Traffic::default());
         i
     }
 
     /// Answers one request to process `j` at simulated time `now` as its server would:
     /// `routes::handle` decides against the committed table, a change is committed through
-    /// the store, and the committed outcome words the answer.
+    /// the store, and the committed outcome words the answer. A body is a node, handed over
+    /// as a value (`Body::Node`): its JSON would be the same for every request.
     pub(crate) fn serve(
         &self,
         j: usize,
         method: &str,
         target: &str,
-        body: &[u8],
+        body: Option<&Node>,
         caller: IpAddr,
         now: Instant,
     ) -> Response {
@@ -290,16 +312,13 @@ impl Simulation {
         if let (Kind::Liar, "GET", Some(attacker)) = (proc.kind, method, &self.attacker)
             && target.starts_with("/nodes")
         {
-            return attacker.fabricated_list();
+            return attacker.fabricated_list(None);
         }
-        let api = match proc.kind {
-            Kind::Seed => &self.api_seed,
-            _ => &self.api_node,
-        };
+        let api = self.api(proc.kind);
         let request = Request {
             method,
             target,
-            body: Body::Bytes(body),
+            body: body.map_or(Body::Bytes(b""), Body::Node),
             caller,
             authorization: None,
             network: None,
@@ -330,9 +349,66 @@ impl Simulation {
         }
     }
 
+    /// Answers one request to process `j`, sent by a process whose round runs in a slice
+    /// (see `slice`): `routes::handle` decides against `view`, `j`'s table as the slice
+    /// found it, drawing from `rng` (the request's own, so that no other request's order
+    /// matters).
+    /// An answer that needs no change is given at once (`Sliced::Now`). One that would
+    /// change the table waits for the slice's end (`Sliced::Later`), where the request is
+    /// served again with `serve` against the table as it is then; meanwhile a registering
+    /// `GET /nodes/` is answered the list as the slice found it.
+    pub(crate) fn serve_in_slice(
+        &self,
+        kind: Kind,
+        view: &Arc<Snapshot>,
+        request: &Request<'_>,
+        now: Instant,
+        rng: &mut fastrand::Rng,
+    ) -> Sliced {
+        if let (Kind::Liar, "GET", Some(attacker)) = (kind, request.method, &self.attacker)
+            && request.target.starts_with("/nodes")
+        {
+            return Sliced::Now(attacker.fabricated_list(Some(rng)));
+        }
+        // A registration's token is taken at the slice's end, from the target's own buckets;
+        // here a fresh bucket stands in, which always has one.
+        let buckets = Mutex::new(TokenBuckets::new(10.0, 100, 1));
+        let mut context = Context {
+            config: self.api(kind),
+            snapshot: view,
+            now,
+            rng,
+            buckets: &buckets,
+        };
+        match routes::handle(&mut context, request).reply {
+            Reply::Now(response) => Sliced::Now(response),
+            Reply::Commit { .. } if request.method == "GET" => {
+                let listing = Request {
+                    body: Body::Bytes(b""),
+                    ..*request
+                };
+                match routes::handle(&mut context, &listing).reply {
+                    Reply::Now(response) => Sliced::Later(Some(response)),
+                    _ => Sliced::Later(Some(Response::empty(200))),
+                }
+            }
+            Reply::Commit { .. } => Sliced::Later(None),
+            Reply::Report(_) | Reply::Forward(_) => Sliced::Now(Response::empty(200)),
+        }
+    }
+
+    /// The API settings of a process of `kind`.
+    fn api(&self, kind: Kind) -> &ApiConfig {
+        match kind {
+            Kind::Seed => &self.api_seed,
+            _ => &self.api_node,
+        }
+    }
+
     /// Runs one round: this round's events (churn, black holes, partition, the attack and
     /// its observers), then every live process's `Updater::round` in a seeded random order,
-    /// spread over the round's `upd_int`; then measures the round.
+    /// spread over the round's `upd_int` (one after another, or a slice at a time); then
+    /// measures the round.
     pub fn step(&mut self) -> RoundFigures {
         let r = self.round;
         self.events(r);
@@ -345,22 +421,30 @@ impl Simulation {
         if let Some(attacker) = &self.attacker {
             attacker.act(self, self.epoch + std::time::Duration::from_nanos(start));
         }
-        let slice = interval / order.len().max(1) as u64;
-        for (position, &i) in order.iter().enumerate() {
-            self.run_round(i, start + position as u64 * slice);
+        let gap = interval / order.len().max(1) as u64;
+        let starts: Vec<u64> = (0..order.len())
+            .map(|position| start + position as u64 * gap)
+            .collect();
+        if self.config.slice.is_zero() {
+            for (&i, &at) in order.iter().zip(&starts) {
+                self.run_round(i, at, None);
+            }
+        } else {
+            slice::run(self, &order, &starts);
         }
         let figures = figures::measure(self, r);
         self.round += 1;
         figures
     }
 
-    /// Runs process `i`'s round from simulated time `start` (nanoseconds) on.
-    fn run_round(&self, i: usize, start: u64) {
+    /// Runs process `i`'s round from simulated time `start` (nanoseconds) on, in a slice or
+    /// not.
+    pub(crate) fn run_round(&self, i: usize, start: u64, slice: Option<InSlice<'_>>) {
         let proc = &self.procs[i];
         let now = AtomicU64::new(start);
         let updater = Updater {
             members: Arc::clone(&proc.store),
-            transport: Net::new(self, i, &now),
+            transport: Net::new(self, i, &now, slice),
             clock: SimClock::new(self.epoch, &now),
             role: proc.role.clone(),
             rng: Mutex::new(fastrand::Rng::with_seed(lock(&proc.rng).u64(..))),
@@ -419,7 +503,15 @@ impl Simulation {
             };
             proc.side = side;
         }
-        self.reach = self.procs.iter().map(|p| p.life | p.side << 2).collect();
+        self.reach = self
+            .procs
+            .iter()
+            .map(|p| Reach {
+                life: p.life,
+                side: p.side,
+                kind: p.kind,
+            })
+            .collect();
     }
 
     /// `count` distinct live honest nodes (not observers), chosen at random.

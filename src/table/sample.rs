@@ -111,27 +111,57 @@ pub fn pick_diverse(
     rng: &mut fastrand::Rng,
     mut keep: impl FnMut(&Node) -> bool,
 ) -> Vec<Node> {
-    let mut index: foldhash::HashMap<Group, usize> = foldhash::HashMapExt::new();
-    let mut groups: Vec<Vec<u32>> = Vec::new();
-    for (i, node) in candidates.iter().enumerate() {
-        let slot = *index.entry(node.group()).or_insert_with(|| {
-            groups.push(Vec::new());
-            groups.len() - 1
-        });
-        groups[slot].push(id(i));
+    // The groups, numbered in order of first appearance, and each one's members (positions
+    // in `candidates`, in their order) as one segment of `members`: a counting sort, so
+    // that a long answer costs a few allocations, not one per group.
+    let mut index: foldhash::HashMap<Group, u32> = foldhash::HashMapExt::new();
+    let mut group_of: Vec<u32> = Vec::with_capacity(candidates.len());
+    let mut sizes: Vec<u32> = Vec::new();
+    for node in candidates {
+        let next = id(sizes.len());
+        let group = *index.entry(node.group()).or_insert(next);
+        if group == next {
+            sizes.push(0);
+        }
+        sizes[group as usize] += 1;
+        group_of.push(group);
+    }
+    let mut starts: Vec<u32> = Vec::with_capacity(sizes.len());
+    let mut total = 0;
+    for &size in &sizes {
+        starts.push(total);
+        total += size;
+    }
+    let mut members: Vec<u32> = vec![0; candidates.len()];
+    let mut filled = starts.clone();
+    for (i, &group) in group_of.iter().enumerate() {
+        members[filled[group as usize] as usize] = id(i);
+        filled[group as usize] += 1;
     }
     let mut taken: Vec<&Node> = Vec::new();
-    round_robin(groups, k, rng, |members, rng| {
-        while !members.is_empty() {
-            let drawn = members.swap_remove(rng.usize(..members.len()));
-            let node = &candidates[drawn as usize];
-            if !taken.contains(&node) && keep(node) {
-                taken.push(node);
-                return Some(node.clone());
+    round_robin(
+        (0..sizes.len()).collect(),
+        k,
+        rng,
+        |&mut group: &mut usize, rng| {
+            // The group's members not drawn yet are the first `sizes[group]` of its segment; a
+            // draw takes one at random and moves the last into its place.
+            let start = starts[group] as usize;
+            while sizes[group] > 0 {
+                let left = sizes[group] as usize;
+                let at = start + rng.usize(..left);
+                let drawn = members[at];
+                members[at] = members[start + left - 1];
+                sizes[group] -= 1;
+                let node = &candidates[drawn as usize];
+                if !taken.contains(&node) && keep(node) {
+                    taken.push(node);
+                    return Some(node.clone());
+                }
             }
-        }
-        None
-    })
+            None
+        },
+    )
 }
 
 /// The `drawn`-th member of a lazy Fisher–Yates shuffle of `members` (the draws of one

@@ -500,3 +500,53 @@ fn measure_costs_on_a_1000_entry_table() {
         });
     }
 }
+
+#[test]
+fn pick_diverse_takes_each_group_once_before_any_twice_and_only_what_it_keeps() {
+    // 600 candidates over 6 groups of very different sizes, with repeats, in mixed order.
+    let mut candidates: Vec<Node> = Vec::new();
+    for i in 0..600u16 {
+        let group = match i % 10 {
+            0..=5 => 1,
+            6 | 7 => 2,
+            8 => 3,
+            _ => 4 + (i % 3) as u8,
+        };
+        candidates.push(n(group, (i % 50) as u8, 1 + i % 40));
+    }
+    let refused = n(3, 8, 9);
+    for k in [0, 1, 5, 6, 20, 1000] {
+        let mut rng = rng();
+        let picked = pick_diverse(&candidates, k, &mut rng, |node| *node != refused);
+        let distinct: HashSet<&Node> = candidates.iter().collect();
+        assert_eq!(picked.len(), k.min(distinct.len() - 1), "k = {k}");
+        assert!(!picked.contains(&refused));
+        assert_eq!(
+            picked.iter().collect::<HashSet<_>>().len(),
+            picked.len(),
+            "distinct"
+        );
+        // Any prefix is diverse: while a group still has unpicked candidates, no group is
+        // ahead of it by two.
+        let groups: HashSet<Group> = candidates.iter().map(Node::group).collect();
+        for end in 1..=picked.len() {
+            let counts = group_counts(&picked[..end]);
+            let most = counts.values().copied().max().unwrap_or(0);
+            for group in &groups {
+                let available = distinct
+                    .iter()
+                    .filter(|c| c.group() == *group && **c != &refused)
+                    .count();
+                let taken = counts.get(group).copied().unwrap_or(0);
+                if taken < available {
+                    assert!(most <= taken + 1, "k = {k}, prefix {end}: {counts:?}");
+                }
+            }
+        }
+        // The same seed draws the same nodes in the same order.
+        let again = pick_diverse(&candidates, k, &mut fastrand::Rng::with_seed(7), |node| {
+            *node != refused
+        });
+        assert_eq!(picked, again);
+    }
+}
