@@ -10,6 +10,8 @@
 //! included, and answers cached by generation (`dnscache`) outlive the snapshots that do not
 //! change what DNS may answer. Pure: randomness is handed in.
 
+use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::membership::Snapshot;
@@ -31,6 +33,8 @@ pub struct Healthy {
     count: usize,
     /// The apex candidates: healthy IPv4 literals on the seed port, then IPv6 ones.
     apex: Arc<(Table, Table)>,
+    /// The IP addresses of healthy nodes, on any port: the only `<ip>.Z` names answered.
+    ips: Arc<HashSet<IpAddr>>,
     generation: u64,
 }
 
@@ -42,6 +46,7 @@ impl Healthy {
             seed_port,
             count: 0,
             apex: Arc::default(),
+            ips: Arc::default(),
             generation: 0,
         };
         view.index();
@@ -63,6 +68,7 @@ impl Healthy {
             seed_port: self.seed_port,
             count,
             apex: Arc::clone(&self.apex),
+            ips: Arc::clone(&self.ips),
             generation: self.generation,
         };
         if !same || count != self.count {
@@ -72,15 +78,19 @@ impl Healthy {
         view
     }
 
-    /// Counts the healthy entries and indexes the apex candidates.
+    /// Counts the healthy entries and indexes the apex candidates and the healthy addresses.
     fn index(&mut self) {
         let (mut v4, mut v6) = (Table::new(), Table::new());
+        let mut ips = HashSet::new();
         // The tables never fill, so nothing is evicted and the RNG decides nothing.
         let mut rng = fastrand::Rng::with_seed(0);
         self.count = 0;
         for entry in self.snapshot.table.iter().filter(|e| healthy(e)) {
             self.count += 1;
             let node = entry.node();
+            if let Host::Ip(ip) = node.host {
+                ips.insert(ip);
+            }
             let table = match node.host {
                 Host::Ip(ip) if node.port == self.seed_port && ip.is_ipv4() => &mut v4,
                 Host::Ip(_) if node.port == self.seed_port => &mut v6,
@@ -89,6 +99,7 @@ impl Healthy {
             table.admit(node.clone(), Source::File, usize::MAX, &mut rng);
         }
         self.apex = Arc::new((v4, v6));
+        self.ips = Arc::new(ips);
     }
 
     /// The snapshot this is a view of.
@@ -116,6 +127,11 @@ impl Healthy {
     /// Whether no node is healthy.
     pub fn is_empty(&self) -> bool {
         self.count == 0
+    }
+
+    /// Whether a healthy node has the address `ip` (on any port). O(1).
+    pub fn has_ip(&self, ip: IpAddr) -> bool {
+        self.ips.contains(&ip)
     }
 
     /// Up to `k` distinct healthy nodes, a diverse sample (SPEC §11) in the order drawn.

@@ -10,11 +10,13 @@
 //! - `_seedmesh._tcp.Z`: `SRV` for up to 16 healthy nodes, with their ports (RFC 2782);
 //! - `_tcp.Z`: an empty non-terminal (no data, not NXDOMAIN: RFC 8020);
 //! - `ns.Z`: the seed's own address, when it listens on a specific one;
-//! - `<ip>.Z`: an IP address written in one label, answered from the name alone, so that any
-//!   seed of the zone answers it, whenever asked: `127-0-0-1.Z A 127.0.0.1`, and for IPv6 the
-//!   32 hex digits of the address, `00000000000000000000000000000001.Z AAAA ::1`. The `SRV`
+//! - `<ip>.Z`: an IP address written in one label, `127-0-0-1.Z A 127.0.0.1`, and for IPv6
+//!   the 32 hex digits of the address, `00000000000000000000000000000001.Z AAAA ::1`, answered
+//!   only for a healthy node's address or a `--seed_ns` name's: anyone else's would let
+//!   strangers mint names under the operator's domain (for a certificate, a cookie scope, a
+//!   rebinding to an internal address), as sslip.io-style services do on purpose. The `SRV`
 //!   targets of IP nodes are these names, with their `A`/`AAAA` in the additional section, so
-//!   one answer is enough.
+//!   one answer is enough; another seed of the zone answers the name while it holds the node.
 //!
 //! A node known by hostname cannot be given an address inside the zone (the seed would have to
 //! resolve it, and resolvers drop out-of-zone additional records anyway), so its `SRV` target is
@@ -146,7 +148,11 @@ pub fn answer(
         return refuse(reply, ResponseCode::BADVERS);
     }
     let qtype = question.query_type();
-    let place = zone.classify(question.name());
+    let place = match zone.classify(question.name()) {
+        // Only nodes' and name servers' addresses have names here (see the module docs).
+        Place::Address(ip) if !nodes.has_ip(ip) && !zone.is_ns_address(ip) => Place::Unknown,
+        place => place,
+    };
     if question.query_class() != DNSClass::IN
         || place == Place::Outside
         || matches!(qtype, RecordType::AXFR | RecordType::IXFR)

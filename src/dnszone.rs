@@ -132,6 +132,14 @@ impl Zone {
             .unwrap_or_else(|_| unreachable!("an IP label and a checked zone make a valid name"))
     }
 
+    /// Whether `ip` is written in one of the zone's `--seed_ns` names (`127-0-0-2.Z`), so
+    /// that the name server's own address name answers. O(name servers).
+    pub(crate) fn is_ns_address(&self, ip: IpAddr) -> bool {
+        self.ns
+            .iter()
+            .any(|name| self.classify(name) == Place::Address(ip))
+    }
+
     /// What the name `qname` is in this zone.
     pub(crate) fn classify(&self, qname: &Name) -> Place {
         if !self.apex.zone_of(qname) {

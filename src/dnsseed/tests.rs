@@ -166,10 +166,20 @@ fn address_names_and_the_apex_records_answer() {
     let known = nodes(1);
     let (_, m) = ask(
         &known,
-        &query("10-1-2-3.SEED.test.", RecordType::A, None),
+        &query("127-0-0-1.SEED.test.", RecordType::A, None),
         Protocol::Udp,
     );
-    assert_eq!(m.answers[0].data, address("10.1.2.3".parse().unwrap()));
+    assert_eq!(m.answers[0].data, address("127.0.0.1".parse().unwrap()));
+    // An address no healthy node has is no name of ours: nobody mints names in the zone.
+    for stranger in [
+        "10-1-2-3.seed.test.",
+        "169-254-169-254.seed.test.",
+        "127-0-0-2.seed.test.",
+    ] {
+        let (answer, m) = ask(&known, &query(stranger, RecordType::A, None), Protocol::Udp);
+        assert_eq!(answer.rcode, Some(ResponseCode::NXDomain), "{stranger}");
+        assert!(m.answers.is_empty(), "{stranger}");
+    }
     let (_, m) = ask(
         &known,
         &query("seed.test.", RecordType::SOA, None),
@@ -217,6 +227,11 @@ fn name_servers_as_delegated_with_the_addresses_we_know() {
     assert_eq!(names, ["127-0-0-2.seed.test.", "ns1.example.org."]);
     assert_eq!(m.additionals.len(), 1);
     assert_eq!(m.additionals[0].data, address("127.0.0.2".parse().unwrap()));
+    // The name server's own address name answers, though it is no node.
+    let packet = query("127-0-0-2.seed.test.", RecordType::A, None);
+    let got = answer(&zone, &healthy(&nodes(1)), &packet, Protocol::Udp, &mut rng);
+    let m = Message::from_vec(&got.bytes.unwrap()).unwrap();
+    assert_eq!(m.answers[0].data, address("127.0.0.2".parse().unwrap()));
 }
 
 #[test]
