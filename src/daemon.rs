@@ -100,6 +100,16 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
     }
     let app = app_settings.map(|app| Arc::new(App::new(app, app.workers, settings.upd_int)));
 
+    // DNS seeding (SPEC §12): bound before `listening on`, so that a bad address stops the start,
+    // and before the profile, which shows the address it is bound to.
+    let seed_dns = match &settings.seed_dns {
+        Some(seed) => {
+            let store = Arc::clone(&store);
+            let nodes: NodeSource = Arc::new(move || store.snapshot());
+            Some(dnsserver::start_for(seed, nodes, &stats)?)
+        }
+        None => None,
+    };
     let api = Arc::new(Api {
         config: ApiConfig {
             list_limit: settings.list_limit,
@@ -114,6 +124,8 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
             role: settings.kind.name(),
             node: me.clone(),
             version: env!("CARGO_PKG_VERSION"),
+            listening: bound,
+            dns_listening: seed_dns.as_ref().map(|dns| dns.addr()),
             settings: settings.clone(),
         },
         stats: Arc::clone(&stats),
@@ -128,15 +140,6 @@ pub fn run(settings: &Settings) -> Result<(), Error> {
         },
         app: app.clone(),
     });
-    // DNS seeding (SPEC §12): bound before `listening on`, so that a bad address stops the start.
-    let seed_dns = match &settings.seed_dns {
-        Some(seed) => {
-            let store = Arc::clone(&store);
-            let nodes: NodeSource = Arc::new(move || store.snapshot());
-            Some(dnsserver::start_for(seed, nodes, &stats)?)
-        }
-        None => None,
-    };
     let server = Server::start(
         listener,
         api,

@@ -3,6 +3,7 @@
 //! text (exposition format 0.0.4) for scrapers.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::UNIX_EPOCH;
 
@@ -28,6 +29,10 @@ pub struct Profile {
     /// The node this process announces; none for a `dns` bound to all interfaces.
     pub node: Option<Node>,
     pub version: &'static str,
+    /// The HTTP address bound (the port chosen when `-p 0`).
+    pub listening: SocketAddr,
+    /// The DNS seeding address bound (SPEC §12), UDP and TCP; none without `--seed_zone`.
+    pub dns_listening: Option<SocketAddr>,
     pub settings: Settings,
 }
 
@@ -63,6 +68,11 @@ pub struct Status<'a> {
     pub role: &'static str,
     pub node: &'a Option<Node>,
     pub version: &'static str,
+    /// `IP:PORT` of the HTTP listener, as bound.
+    pub listening: SocketAddr,
+    /// `IP:PORT` of DNS seeding, as bound; absent without it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_listening: Option<SocketAddr>,
     pub uptime_seconds: u64,
     /// Nodes this process vouches for: what `GET /nodes/` lists.
     pub known: usize,
@@ -165,6 +175,8 @@ pub fn status<'a>(facts: &Facts<'a>) -> Status<'a> {
         role: profile.role,
         node: &profile.node,
         version: profile.version,
+        listening: profile.listening,
+        dns_listening: profile.dns_listening,
         uptime_seconds: stats.started.elapsed().as_secs(),
         known: snapshot.known().len(),
         table: TableReport {

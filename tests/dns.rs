@@ -212,10 +212,22 @@ fn srv_lists_exactly_the_healthy_nodes_with_their_addresses() {
         assert_eq!(record.ttl, 60, "{record}");
         assert!(record.name.to_ascii().ends_with(".seed.test."), "{record}");
     }
-    // Each target name is answered alone too, from the name.
+    // Each target name is answered alone too; an address that is no node's has no name.
     let target = answer.additionals[0].name.to_ascii();
     let (alone, _) = udp(server, &target, RecordType::A, None);
     assert_eq!(alone.answers[0].data, answer.additionals[0].data);
+    let (stranger, _) = udp(server, "169-254-169-254.seed.test.", RecordType::A, None);
+    assert_eq!(stranger.response_code, ResponseCode::NXDomain, "{stranger}");
+    let (dead_name, _) = udp(server, "127-4-0-1.seed.test.", RecordType::A, None);
+    assert_eq!(
+        dead_name.response_code,
+        ResponseCode::NXDomain,
+        "{dead_name}"
+    );
+    // `/status` names the ports bound, not the 0 asked for.
+    let status = seed.get("/status").json();
+    assert_eq!(status["listening"], seed.addr.to_string());
+    assert_eq!(status["dns_listening"], server.to_string());
 }
 
 #[test]
