@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hickory_proto::rr::Name;
 
-use crate::nodes::{Host, never_peer};
+use crate::nodes::{Host, NodeError, never_peer};
 
 /// The label of the service under the apex: `_seedmesh._tcp.Z`.
 pub const SERVICE: &str = "_seedmesh._tcp";
@@ -37,6 +37,9 @@ pub fn parse_zone(text: &str) -> Result<String, ZoneError> {
         }
         Ok(Host::Ip(_)) => Err(ZoneError(format!(
             "{text:?} is an IP address, not a zone name"
+        ))),
+        Err(NodeError::BadAddress { reason, .. }) => Err(ZoneError(format!(
+            "{text:?} is not a valid zone name: {reason}"
         ))),
         Err(e) => Err(ZoneError(e.to_string())),
     }

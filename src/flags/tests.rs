@@ -309,6 +309,10 @@ fn dns_seeding_flags_come_together_and_a_node_may_have_only_dns_seeds() {
             "not a zone name",
         ),
         (
+            &["--seed_zone", "bad..zone", "--seed_listen", "127.0.0.1:0"],
+            "\"bad..zone\" is not a valid zone name: a hostname label is empty",
+        ),
+        (
             &["--seed_zone", "seed.test", "--seed_listen", "x"],
             "expected IP:PORT",
         ),
