@@ -281,9 +281,15 @@ fn decide(
         (Route::Index(i), _) => match snapshot.known().get(i) {
             Some(node) => Reply::Now(Response::json(200, node)),
             None => {
+                // An index too big for a number was read as usize::MAX: not echoed as such.
+                let at = match i {
+                    usize::MAX => "that index".to_owned(),
+                    i => format!("index {i}"),
+                };
+                let known = snapshot.known().len();
                 return Err(Response::error(
                     404,
-                    format!("no node at index {i}: {} known", snapshot.known().len()),
+                    format!("no node at {at}: {known} known"),
                 ));
             }
         },

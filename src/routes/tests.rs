@@ -355,7 +355,9 @@ fn random_and_index_pick_known_nodes_or_404() {
     let missing = get(&f, "/nodes/2/");
     assert_eq!(missing.status, 404);
     assert_eq!(error(&missing), "no node at index 2: 2 known");
-    assert_eq!(get(&f, "/nodes/99999999999999999999999/").status, 404);
+    let huge = get(&f, "/nodes/99999999999999999999999/");
+    assert_eq!(huge.status, 404);
+    assert_eq!(error(&huge), "no node at that index: 2 known");
 }
 
 #[test]
