@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::config::Identity;
-use crate::feeler::FEELER_EVERY;
+use crate::feeler::{FEELER_EVERY, TABLE_CAP_FACTOR};
 use crate::membership::Rules;
 use crate::policy::LocalRule;
 use crate::resolve::LookupError;
@@ -558,8 +558,9 @@ fn a_feelers_candidate_that_does_not_answer_is_not_learned() {
 
 #[test]
 fn no_feeler_at_or_above_the_table_cap() {
-    // --kn_limit 2: no feeler from 4 x 2 = 8 entries on; one below.
-    for (entries, feelers) in [(8u16, 0), (9, 0), (7, 1)] {
+    // --kn_limit 2: no feeler from TABLE_CAP_FACTOR x 2 entries on; one below.
+    let cap = (TABLE_CAP_FACTOR * 2) as u16;
+    for (entries, feelers) in [(cap, 0), (cap + 1, 0), (cap - 1, 1)] {
         let held: Vec<Node> = (1..=entries)
             .collect::<Vec<u16>>()
             .into_iter()
