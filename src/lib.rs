@@ -19,6 +19,7 @@ pub mod dnsseed;
 pub mod dnsserver;
 pub mod dnszone;
 pub mod error;
+pub mod feeler;
 pub mod flags;
 pub mod logging;
 pub mod membership;

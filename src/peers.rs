@@ -280,7 +280,34 @@ impl Transport for Peers {
     }
 
     fn fetch_nodes(&self, node: &Node, me: Option<&Node>) -> Result<PeerList, PeerError> {
-        let request = self.request(node, "/nodes/", |agent, url| agent.get(url))?;
+        self.fetch(node, "/nodes/", me)
+    }
+
+    fn fetch_sample(
+        &self,
+        node: &Node,
+        me: Option<&Node>,
+        limit: usize,
+    ) -> Result<PeerList, PeerError> {
+        self.fetch(node, &format!("/nodes/?limit={limit}"), me)
+    }
+
+    fn seed_domain(&self, domain: &str) -> Result<PeerList, LookupError> {
+        let nodes = crate::resolve::seed_nodes(domain, self.resolver, self.timeout)?;
+        Ok(PeerList { nodes, invalid: 0 })
+    }
+
+    fn each(&self, n: usize, work: &(dyn Fn(usize) + Sync)) {
+        let items: Vec<usize> = (0..n).collect();
+        parallel(&items, self.threads, |&i| work(i));
+    }
+}
+
+impl Peers {
+    /// `GET` of `path` (`/nodes/`, with a query or not) from `node`, with `me` as the body
+    /// when given: the list it answers (see `Transport::fetch_nodes`).
+    fn fetch(&self, node: &Node, path: &str, me: Option<&Node>) -> Result<PeerList, PeerError> {
+        let request = self.request(node, path, |agent, url| agent.get(url))?;
         let answer = match me {
             // The original's later version registers a node that sends itself as the body
             // of `GET /nodes/`, and answers 415 to a `GET /nodes/` without one (SPEC §2).
@@ -295,7 +322,7 @@ impl Transport for Peers {
         if status != 200 && me.is_some() {
             // Our registration was refused (a full table, a rate limit…): the list is
             // still worth having.
-            return self.fetch_nodes(node, None);
+            return self.fetch(node, path, None);
         }
         if status != 200 {
             return Err(PeerError::Status(status));
@@ -307,16 +334,6 @@ impl Transport for Peers {
             .read_to_vec()
             .map_err(cause)?;
         parse_list(&body)
-    }
-
-    fn seed_domain(&self, domain: &str) -> Result<PeerList, LookupError> {
-        let nodes = crate::resolve::seed_nodes(domain, self.resolver, self.timeout)?;
-        Ok(PeerList { nodes, invalid: 0 })
-    }
-
-    fn each(&self, n: usize, work: &(dyn Fn(usize) + Sync)) {
-        let items: Vec<usize> = (0..n).collect();
-        parallel(&items, self.threads, |&i| work(i));
     }
 }
 

@@ -141,6 +141,9 @@ pub struct Totals {
     pub checks_failed: u64,
     pub removed: u64,
     pub learned: u64,
+    /// Feeler requests to seeds, and the nodes they learned (also in `learned`).
+    pub feelers: u64,
+    pub feeler_learned: u64,
     pub changes: u64,
     pub disk_writes: u64,
     pub disk_write_failures: u64,
@@ -199,6 +202,8 @@ pub fn status<'a>(facts: &Facts<'a>) -> Status<'a> {
             checks_failed: read(&stats.checks_failed),
             removed: read(&stats.removed),
             learned: read(&stats.learned),
+            feelers: read(&stats.feelers),
+            feeler_learned: read(&stats.felt),
             changes: read(&disk.changes),
             disk_writes: read(&disk.writes),
             disk_write_failures: disk.write_failures.iter().map(read).sum(),
@@ -435,6 +440,18 @@ pub fn metrics(facts: &Facts<'_>) -> String {
         "counter",
         "Nodes learned from peers and seed servers.",
         read(&stats.learned),
+    );
+    out.single(
+        "feelers_total",
+        "counter",
+        "Feeler requests: a seed asked by a node that knows enough (once in 20 rounds).",
+        read(&stats.feelers),
+    );
+    out.single(
+        "feeler_nodes_learned_total",
+        "counter",
+        "Nodes learned through feeler requests (also in nodes_learned_total).",
+        read(&stats.felt),
     );
     out.single(
         "changes_total",

@@ -24,6 +24,10 @@ pub struct Round {
     pub removed: usize,
     /// Nodes learned from peers and seeds (each checked before it was learned).
     pub learned: usize,
+    /// Feeler requests made (`feeler.rs`): 0 or 1.
+    pub feelers: usize,
+    /// Nodes learned by the feeler (0 or 1), also counted in `learned`.
+    pub felt: usize,
     /// Entries evicted to make room for learned nodes.
     pub evicted: usize,
     /// Learned nodes the local-address rule refused.
@@ -43,6 +47,8 @@ impl Default for Round {
             failed: 0,
             removed: 0,
             learned: 0,
+            feelers: 0,
+            felt: 0,
             evicted: 0,
             refused: 0,
             known: 0,
@@ -201,6 +207,9 @@ pub struct Stats {
     pub round_panics: AtomicU64,
     pub removed: AtomicU64,
     pub learned: AtomicU64,
+    /// Feeler requests made, and nodes they learned (`feeler.rs`).
+    pub feelers: AtomicU64,
+    pub felt: AtomicU64,
     pub requests: RequestCounts,
     pub defences: Defences,
     /// DNS seeding (SPEC §12): messages by query type and response code.
@@ -222,6 +231,8 @@ impl Default for Stats {
             round_panics: AtomicU64::new(0),
             removed: AtomicU64::new(0),
             learned: AtomicU64::new(0),
+            feelers: AtomicU64::new(0),
+            felt: AtomicU64::new(0),
             requests: RequestCounts::default(),
             defences: Defences::default(),
             dns: crate::dnsserver::DnsCounts::default(),
@@ -281,6 +292,8 @@ impl Stats {
         add(&self.checks_failed, round.failed as u64);
         add(&self.removed, round.removed as u64);
         add(&self.learned, round.learned as u64);
+        add(&self.feelers, round.feelers as u64);
+        add(&self.felt, round.felt as u64);
         add(&self.round_micros, round.duration.as_micros() as u64);
         for (counter, n) in self.check_failures.iter().zip(round.failures) {
             add(counter, n as u64);

@@ -5,19 +5,19 @@
 //! `Upkeep`. So the same round runs in the binaries (ureq, the store, the system clock) and
 //! in the simulator (in-memory peers and time). `run` is the real-time loop around it: a
 //! round at once, then one every `--upd_int` ±10%, sleeping on the stop channel so that a
-//! stop wakes it at once, and surviving a round that panics.
+//! stop wakes it at once, and surviving a round that panics. Asking peers and seeds for
+//! their lists is `ask.rs`; the feeler's request (`feeler.rs` decides when) is `feel.rs`.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::membership::{Change, Committed, MemoryStore, Outcome, Snapshot};
 use crate::nodes::Node;
-use crate::resolve::LookupError;
 use crate::stats::Round;
 use crate::store::{PersistError, Store};
 use crate::table::{Entry, pick_diverse};
 use crate::transport::{Clock, PeerError, PeerList, Transport};
-use crate::upkeep::{SeedNews, Upkeep, Verdict};
+use crate::upkeep::{Upkeep, Verdict};
 
 /// The known nodes as a round sees them: read a snapshot, apply a change. The store
 /// implements it with its durable committer; the simulator in memory.
@@ -130,7 +130,8 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
         round
     }
 
-    /// The node's cycle (SPEC §7, with SPEC §11's rules for learned nodes); a quiet one
+    /// The node's cycle (SPEC §7, with SPEC §11's rules for learned nodes), and the feeler
+    /// (`feeler.rs`) in a cycle that ends because this node knows enough; a quiet one
     /// (`Presence::Quiet`) tells nobody of this node.
     fn cycle(
         &self,
@@ -143,6 +144,10 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
         let me = match presence {
             Presence::Announce => Some(&role.me),
             Presence::Quiet => None,
+        };
+        let feeler_cycle = {
+            let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
+            upkeep.feeler_cycle(&mut rng)
         };
         // 1. Check: announce ourselves to every entry, and register with every seed, all at
         //    once (quiet: only check the entries).
@@ -165,7 +170,13 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
         for (seed, result) in seeds.into_inner().unwrap_or_else(PoisonError::into_inner) {
             say_seed(upkeep, &seed, result.err().as_ref(), "registering");
         }
-        if self.enough(role) || stopping() {
+        if stopping() {
+            return;
+        }
+        if self.enough(role) {
+            if feeler_cycle {
+                self.feel(role, presence, upkeep, round);
+            }
             return;
         }
 
@@ -178,8 +189,14 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
                 Err(e) => log::warn!("peer {peer}: {e}"),
             }
         }
-        self.learn(lists, "peer", role, presence, upkeep, round);
-        if self.enough(role) || stopping() {
+        self.learn(lists, Lister::Peer, role, presence, upkeep, round);
+        if stopping() {
+            return;
+        }
+        if self.enough(role) {
+            if feeler_cycle {
+                self.feel(role, presence, upkeep, round);
+            }
             return;
         }
 
@@ -195,65 +212,7 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
             say_domain(upkeep, domain, lookup.as_ref().err());
             lists.extend(lookup.ok().map(|list| (domain as &dyn fmt::Display, list)));
         }
-        self.learn(lists, "seed", role, presence, upkeep, round);
-    }
-
-    /// `GET /nodes/` from every seed and a lookup of every seed domain, in parallel; the
-    /// results in the order of `role.seeds` and `role.seed_domains`.
-    fn ask_seeds(
-        &self,
-        role: &NodeRole,
-        me: Option<&Node>,
-    ) -> (Vec<SeedAnswer>, Vec<DomainAnswer>) {
-        if role.seed_domains.is_empty() {
-            return (self.fetch_all(&role.seeds, me), Vec::new());
-        }
-        let seeds: Vec<Mutex<Option<SeedAnswer>>> =
-            role.seeds.iter().map(|_| Mutex::new(None)).collect();
-        let domains: Vec<Mutex<Option<DomainAnswer>>> =
-            role.seed_domains.iter().map(|_| Mutex::new(None)).collect();
-        let n = role.seeds.len();
-        self.transport
-            .each(n + domains.len(), &|i| match role.seeds.get(i) {
-                Some(seed) => {
-                    let answer = self.transport.fetch_nodes(seed, me);
-                    *seeds[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(answer);
-                }
-                None => {
-                    let lookup = self.transport.seed_domain(&role.seed_domains[i - n]);
-                    *domains[i - n]
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner) = Some(lookup);
-                }
-            });
-        let not_asked = || PeerError::Network("not asked".into());
-        let not_looked_up = || LookupError::NoResolver("not looked up".into());
-        (
-            seeds.into_iter().map(|s| taken(s, not_asked)).collect(),
-            domains
-                .into_iter()
-                .map(|d| taken(d, not_looked_up))
-                .collect(),
-        )
-    }
-
-    /// `GET /nodes/` from each of `nodes` in parallel, in their order; with `me` as the body
-    /// when given.
-    fn fetch_all(&self, nodes: &[Node], me: Option<&Node>) -> Vec<Result<PeerList, PeerError>> {
-        let answers: Vec<Mutex<Option<Result<PeerList, PeerError>>>> =
-            nodes.iter().map(|_| Mutex::new(None)).collect();
-        self.transport.each(nodes.len(), &|i| {
-            let answer = self.transport.fetch_nodes(&nodes[i], me);
-            *answers[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(answer);
-        });
-        answers
-            .into_iter()
-            .map(|slot| {
-                slot.into_inner()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .unwrap_or(Err(PeerError::Network("not asked".into())))
-            })
-            .collect()
+        self.learn(lists, Lister::Seed, role, presence, upkeep, round);
     }
 
     /// Whether this node vouches for at least `--kn_limit` nodes.
@@ -390,14 +349,15 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
         None
     }
 
-    /// Takes new nodes from the lists that peers (or seeds) answered — at most `--kn_limit`
-    /// from each answer, chosen across address groups — checks them at once, and learns the
-    /// ones that answer: a learned node is vouched for only by this process's own check, and
-    /// a fabricated address costs a check and is never relayed (SPEC §11).
+    /// Takes new nodes from the lists that peers (or seeds, or a feeler) answered — at most
+    /// `--kn_limit` from each answer (one from a feeler's), chosen across address groups —
+    /// checks them at once, and learns the ones that answer: a learned node is vouched for
+    /// only by this process's own check, and a fabricated address costs a check and is never
+    /// relayed (SPEC §11).
     fn learn<F: fmt::Display>(
         &self,
         lists: Vec<(F, PeerList)>,
-        what: &str,
+        what: Lister,
         role: &NodeRole,
         presence: Presence,
         upkeep: &mut Upkeep,
@@ -415,7 +375,8 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
                         list.invalid
                     );
                 }
-                let picked = pick_diverse(&list.nodes, role.kn_limit, &mut rng, |n| {
+                let take = what.take(role.kn_limit);
+                let picked = pick_diverse(&list.nodes, take, &mut rng, |n| {
                     *n != role.me
                         && !snapshot.table.contains(n)
                         && !candidates.contains(n)
@@ -472,49 +433,16 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
     }
 }
 
-/// The result a parallel task left in `slot`, or `missing()` when it left none.
-fn taken<T, E>(slot: Mutex<Option<Result<T, E>>>, missing: impl FnOnce() -> E) -> Result<T, E> {
-    slot.into_inner()
-        .unwrap_or_else(PoisonError::into_inner)
-        .unwrap_or_else(|| Err(missing()))
-}
-
-/// A seed's answer to `GET /nodes/`.
-type SeedAnswer = Result<PeerList, PeerError>;
-
-/// What the lookup of a seed domain found.
-type DomainAnswer = Result<PeerList, LookupError>;
-
 /// One round's check results, shared by the threads that make the checks.
 struct Tally<'a> {
     upkeep: &'a mut Upkeep,
     round: &'a mut Round,
 }
 
-/// Logs a seed's answer: a line when it goes down (one per cycle while it stays down), and
-/// one when it is back.
-fn say_seed(upkeep: &mut Upkeep, seed: &Node, error: Option<&PeerError>, doing: &str) {
-    match (upkeep.seed(seed, error.is_none()), error) {
-        (SeedNews::Back, _) => log::info!("seed {seed} is back"),
-        (SeedNews::Down, Some(e)) => {
-            log::warn!("seed {seed} is down ({doing}: {e}); retrying next cycle")
-        }
-        _ => {}
-    }
-}
-
-/// Logs a seed domain's lookup (SPEC §12) as `say_seed` logs a seed's answer.
-fn say_domain(upkeep: &mut Upkeep, domain: &str, error: Option<&LookupError>) {
-    match (upkeep.seed_domain(domain, error.is_none()), error) {
-        (SeedNews::Back, _) => log::info!("seed domain {domain} is back"),
-        (SeedNews::Down, Some(e)) => log::warn!(
-            "seed domain {domain} is down (looking up _seedmesh._tcp.{domain} SRV: {e}); retrying next cycle"
-        ),
-        _ => {}
-    }
-}
-
+mod ask;
+mod feel;
 mod run;
+use ask::{Lister, say_domain, say_seed};
 pub use run::{run, run_as};
 
 #[cfg(test)]

@@ -2,11 +2,12 @@
 //! (given the failures the table holds for it), which nodes were removed as dead (and may not
 //! be learned back for a while), and which seeds and seed domains are down. The rounds
 //! (`update.rs`) feed it check results and act on its verdicts; it never does I/O and reads no
-//! clock (time is handed in).
+//! clock (time is handed in). It also counts the node's cycles for its feeler (`feeler.rs`).
 
 use foldhash::{HashMap, HashMapExt};
 use std::time::{Duration, Instant};
 
+use crate::feeler::Feeler;
 use crate::nodes::Node;
 
 /// What one check result means for its node.
@@ -49,6 +50,8 @@ pub struct Upkeep {
     seeds_down: HashMap<Node, bool>,
     /// The same for seed domains (`--seed_domain`, SPEC §12) whose last lookup failed.
     domains_down: HashMap<String, bool>,
+    /// When this node feels (`feeler.rs`).
+    feeler: Feeler,
 }
 
 impl Upkeep {
@@ -63,6 +66,7 @@ impl Upkeep {
             removed: HashMap::new(),
             seeds_down: HashMap::new(),
             domains_down: HashMap::new(),
+            feeler: Feeler::default(),
         }
     }
 
@@ -105,6 +109,12 @@ impl Upkeep {
     /// Whether `node` may be learned from others: it was not removed as dead recently.
     pub fn learnable(&self, node: &Node) -> bool {
         !self.removed.contains_key(node)
+    }
+
+    /// Counts one node cycle, and says whether it is this node's feeler cycle (`feeler.rs`);
+    /// the first call draws the node's phase from `rng`.
+    pub fn feeler_cycle(&mut self, rng: &mut fastrand::Rng) -> bool {
+        self.feeler.tick(rng)
     }
 
     /// Records a request to a seed.

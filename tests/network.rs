@@ -223,9 +223,17 @@ fn a_node_that_knows_enough_sends_one_request_per_peer_per_interval() {
         "only announcements: {to_peer:?}"
     );
     let to_seed = seed.requests.lock().unwrap().clone();
+    // Registrations, and at most one feeler (once in 20 cycles, src/feeler.rs).
+    let feelers = to_seed
+        .iter()
+        .filter(|r| r.starts_with("GET /nodes/?limit=1 "))
+        .count();
     assert!(
-        to_seed.iter().all(|r| r.starts_with("POST / ")),
-        "registration only: {to_seed:?}"
+        feelers <= 1
+            && to_seed
+                .iter()
+                .all(|r| r.starts_with("POST / ") || r.starts_with("GET /nodes/?limit=1 ")),
+        "registration only, and at most one feeler: {to_seed:?}"
     );
     assert!(to_seed.len() <= most);
     let cpu = a.cpu_time() - cpu_before;

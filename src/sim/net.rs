@@ -8,6 +8,7 @@
 //! threads: each call starts on the thread that is free first, as `peers::parallel` hands
 //! the next item to the first thread done, so a step's time is the makespan of its calls.
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
@@ -105,7 +106,7 @@ impl<'a> Net<'a> {
         &self,
         node: &Node,
         method: &'static str,
-        target: &'static str,
+        target: Cow<'static, str>,
         body: Option<&Node>,
     ) -> Result<Response, PeerError> {
         let sim = self.sim;
@@ -167,7 +168,7 @@ impl<'a> Net<'a> {
                     (Some(slice), Some(rng)) => {
                         let request = Request {
                             method,
-                            target,
+                            target: &target,
                             body: body.map_or(Body::Bytes(b""), Body::Node),
                             caller,
                             authorization: None,
@@ -191,7 +192,7 @@ impl<'a> Net<'a> {
                             }
                         }
                     }
-                    _ => Some(sim.serve(j, method, target, body, caller, now)),
+                    _ => Some(sim.serve(j, method, &target, body, caller, now)),
                 };
                 let traffic = &sim.traffic[j];
                 traffic.requests_in.fetch_add(1, Relaxed);
@@ -204,7 +205,7 @@ impl<'a> Net<'a> {
                 answer
             }
             Target::Sybil(_) => Some(match &sim.attacker {
-                Some(attacker) => attacker.answer(method, target, body, own.as_mut()),
+                Some(attacker) => attacker.answer(method, &target, body, own.as_mut()),
                 None => Response::empty(200),
             }),
         };
@@ -221,6 +222,27 @@ impl<'a> Net<'a> {
     }
 }
 
+impl Net<'_> {
+    /// `GET` of `target` (`/nodes/`, with a query or not), with `me` as the body when given:
+    /// the list it answers, as `peers::Peers` reads it.
+    fn fetch(
+        &self,
+        node: &Node,
+        target: Cow<'static, str>,
+        me: Option<&Node>,
+    ) -> Result<PeerList, PeerError> {
+        let response = self.exchange(node, "GET", target.clone(), me)?;
+        // As `peers::Peers` does: a refused registration still leaves the list worth asking.
+        if response.status != 200 && me.is_some() {
+            return self.fetch(node, target, None);
+        }
+        if response.status != 200 {
+            return Err(PeerError::Status(response.status));
+        }
+        read_list(response.body)
+    }
+}
+
 /// Counts the answer to a request served at the slice's end on both ends: the target sent
 /// it, the caller received it.
 pub(crate) fn count_answer(sim: &Simulation, target: usize, caller: usize, answer: &Response) {
@@ -231,23 +253,26 @@ pub(crate) fn count_answer(sim: &Simulation, target: usize, caller: usize, answe
 
 impl Transport for Net<'_> {
     fn probe(&self, node: &Node) -> Result<(), PeerError> {
-        self.exchange(node, "GET", "/", None).map(drop)
+        self.exchange(node, "GET", Cow::Borrowed("/"), None)
+            .map(drop)
     }
 
     fn announce(&self, node: &Node, me: &Node) -> Result<(), PeerError> {
-        self.exchange(node, "POST", "/", Some(me)).map(drop)
+        self.exchange(node, "POST", Cow::Borrowed("/"), Some(me))
+            .map(drop)
     }
 
     fn fetch_nodes(&self, node: &Node, me: Option<&Node>) -> Result<PeerList, PeerError> {
-        let response = self.exchange(node, "GET", "/nodes/", me)?;
-        // As `peers::Peers` does: a refused registration still leaves the list worth asking.
-        if response.status != 200 && me.is_some() {
-            return self.fetch_nodes(node, None);
-        }
-        if response.status != 200 {
-            return Err(PeerError::Status(response.status));
-        }
-        read_list(response.body)
+        self.fetch(node, Cow::Borrowed("/nodes/"), me)
+    }
+
+    fn fetch_sample(
+        &self,
+        node: &Node,
+        me: Option<&Node>,
+        limit: usize,
+    ) -> Result<PeerList, PeerError> {
+        self.fetch(node, Cow::Owned(format!("/nodes/?limit={limit}")), me)
     }
 
     fn each(&self, n: usize, work: &(dyn Fn(usize) + Sync)) {

@@ -31,6 +31,7 @@
 //! slice from its table as the slice began. A registering `GET /nodes/` refused at the
 //! slice's end (429, 507) is not retried without its body, as `peers` does at once.
 
+use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -57,7 +58,8 @@ pub(crate) struct Deferred {
     pub(crate) target: u32,
     pub(crate) caller: u32,
     pub(crate) method: &'static str,
-    pub(crate) target_path: &'static str,
+    /// Its target (path and query) as sent; a deferred `GET` is served as `/nodes/?limit=0`.
+    pub(crate) target_path: Cow<'static, str>,
     /// Its body.
     pub(crate) node: Option<Node>,
     /// The caller's address, and when it was sent.
@@ -223,7 +225,7 @@ fn deliver(sim: &Simulation, request: &Deferred) {
     // route, with `limit=0`.
     let path = match request.method {
         "GET" => "/nodes/?limit=0",
-        _ => request.target_path,
+        _ => &request.target_path,
     };
     let answer = sim.serve(
         target,

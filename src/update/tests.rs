@@ -2,8 +2,10 @@
 
 use super::*;
 use crate::config::Identity;
+use crate::feeler::{FEELER_EVERY, TABLE_CAP_FACTOR};
 use crate::membership::Rules;
 use crate::policy::LocalRule;
+use crate::resolve::LookupError;
 use crate::stats::Stats;
 use crate::table::{Source, Table};
 use std::collections::{HashMap, HashSet};
@@ -26,6 +28,8 @@ struct FakeNet {
     lookups: Mutex<Vec<String>>,
     /// A request to this node panics, as a bug in a round would.
     panics_on: Option<Node>,
+    /// The `?limit=` of every sample asked for, in order.
+    limits: Mutex<Vec<usize>>,
 }
 
 impl FakeNet {
@@ -60,6 +64,27 @@ impl Transport for FakeNet {
 
     fn fetch_nodes(&self, node: &Node, me: Option<&Node>) -> Result<PeerList, PeerError> {
         self.answer(if me.is_some() { "fetch" } else { "fetch-quiet" }, node)?;
+        Ok(PeerList {
+            nodes: self.lists.get(node).cloned().unwrap_or_default(),
+            invalid: 0,
+        })
+    }
+
+    fn fetch_sample(
+        &self,
+        node: &Node,
+        me: Option<&Node>,
+        limit: usize,
+    ) -> Result<PeerList, PeerError> {
+        self.limits.lock().unwrap().push(limit);
+        self.answer(
+            if me.is_some() {
+                "sample"
+            } else {
+                "sample-quiet"
+            },
+            node,
+        )?;
         Ok(PeerList {
             nodes: self.lists.get(node).cloned().unwrap_or_default(),
             invalid: 0,
@@ -426,4 +451,189 @@ fn a_seed_domains_answer_is_taken_like_a_seeds_list() {
         assert_eq!(known, want);
         assert_eq!(round.learned, 2 + from_seed);
     }
+}
+
+/// Runs `rounds` rounds (announcing or quiet) and returns the rounds' figures.
+fn rounds_of(
+    updater: &Updater<MemoryStore, FakeNet, Still>,
+    rounds: u32,
+    presence: Presence,
+) -> Vec<Round> {
+    let mut upkeep = Upkeep::new(1, Duration::from_secs(60));
+    (0..rounds)
+        .map(|_| updater.round_as(presence, &mut upkeep, &never))
+        .collect()
+}
+
+/// The rounds (by index) in which a feeler asked for a sample.
+fn feeler_rounds(rounds: &[Round]) -> Vec<usize> {
+    (0..rounds.len())
+        .filter(|&r| rounds[r].feelers > 0)
+        .collect()
+}
+
+#[test]
+fn a_node_that_knows_enough_asks_one_seed_only_on_its_feeler_cycles_and_takes_one_node() {
+    // Knows 2 = --kn_limit; each of two seeds lists 6 nodes that answer, in 6 groups.
+    let listed = |base: u16| -> Vec<Node> {
+        (0..6)
+            .map(|i| Node::new(&format!("127.{}.0.1", base + i), 7).unwrap())
+            .collect()
+    };
+    let mut online: HashSet<Node> = [n(1), n(2), n(900), n(901)].into();
+    online.extend(listed(10));
+    online.extend(listed(20));
+    let net = FakeNet {
+        online,
+        lists: HashMap::from([(n(900), listed(10)), (n(901), listed(20))]),
+        ..FakeNet::default()
+    };
+    let role = NodeRole {
+        seeds: vec![n(900), n(901)],
+        ..node_role(2)
+    };
+    let updater = updater(store(&[n(1), n(2)], Some(&n(100))), net, Role::Node(role));
+    let rounds = rounds_of(&updater, 3 * FEELER_EVERY, Presence::Announce);
+    let felt = feeler_rounds(&rounds);
+    assert_eq!(felt.len(), 3, "once every FEELER_EVERY rounds: {felt:?}");
+    assert!(
+        felt.windows(2)
+            .all(|w| w[1] - w[0] == FEELER_EVERY as usize)
+    );
+    let net = &updater.transport;
+    // One seed asked per feeler, for a sample of --kn_limit; never the whole list.
+    let samples = net.asked("sample");
+    assert_eq!(samples.len(), 3);
+    assert!(
+        samples.iter().all(|p| *p == 900 || *p == 901),
+        "{samples:?}"
+    );
+    assert_eq!(*net.limits.lock().unwrap(), vec![2, 2, 2]);
+    assert!(
+        net.asked("fetch").is_empty(),
+        "the cycle still ends at step 1"
+    );
+    // At most one node taken per feeler, checked (announced to) before it was learned.
+    for &r in &felt {
+        assert_eq!((rounds[r].learned, rounds[r].felt), (1, 1), "round {r}");
+    }
+    let learned: u32 = rounds.iter().map(|r| r.learned as u32).sum();
+    assert_eq!(learned, 3);
+    let requests = net.requests.lock().unwrap();
+    for node in updater.members.snapshot().known() {
+        if [n(1), n(2)].contains(node) {
+            continue;
+        }
+        let sample = requests.iter().position(|(w, _)| *w == "sample").unwrap();
+        let check = requests
+            .iter()
+            .position(|(w, to)| *w == "announce" && to == node)
+            .expect("a learned node was checked");
+        assert!(sample < check, "{node}: asked, then checked");
+    }
+    // The nodes ever tried beyond the first peers and the seeds: one per feeler, no more.
+    let tried: HashSet<&Node> = requests
+        .iter()
+        .filter(|(w, to)| *w == "announce" && to.host != n(1).host)
+        .map(|(_, to)| to)
+        .collect();
+    assert_eq!(tried.len(), 3);
+}
+
+#[test]
+fn a_feelers_candidate_that_does_not_answer_is_not_learned() {
+    let net = FakeNet {
+        online: [n(1), n(900)].into(),
+        lists: HashMap::from([(n(900), fabricated(99, 50))]),
+        ..FakeNet::default()
+    };
+    let updater = updater(store(&[n(1)], Some(&n(100))), net, Role::Node(node_role(1)));
+    let rounds = rounds_of(&updater, FEELER_EVERY, Presence::Announce);
+    assert_eq!(feeler_rounds(&rounds).len(), 1);
+    let tried = updater.transport.asked("announce");
+    assert_eq!(tried.iter().filter(|p| **p >= 2000).count(), 1, "one tried");
+    assert_eq!(ports(&updater.members), vec![1], "and not learned");
+    assert_eq!(rounds.iter().map(|r| r.felt).sum::<usize>(), 0);
+}
+
+#[test]
+fn no_feeler_at_or_above_the_table_cap() {
+    // --kn_limit 2: no feeler from TABLE_CAP_FACTOR x 2 entries on; one below.
+    let cap = (TABLE_CAP_FACTOR * 2) as u16;
+    for (entries, feelers) in [(cap, 0), (cap + 1, 0), (cap - 1, 1)] {
+        let held: Vec<Node> = (1..=entries)
+            .collect::<Vec<u16>>()
+            .into_iter()
+            .map(n)
+            .collect();
+        let mut online: HashSet<Node> = held.iter().cloned().collect();
+        online.extend([n(900), n(50)]);
+        let net = FakeNet {
+            online,
+            lists: HashMap::from([(n(900), vec![n(50)])]),
+            ..FakeNet::default()
+        };
+        let updater = updater(store(&held, Some(&n(100))), net, Role::Node(node_role(2)));
+        let rounds = rounds_of(&updater, FEELER_EVERY, Presence::Announce);
+        assert_eq!(feeler_rounds(&rounds).len(), feelers, "{entries} entries");
+        assert_eq!(updater.transport.asked("sample").len(), feelers);
+    }
+}
+
+#[test]
+fn a_quiet_node_feels_without_telling_the_seed_of_itself() {
+    let net = FakeNet {
+        online: [n(1), n(900), n(50)].into(),
+        lists: HashMap::from([(n(900), vec![n(50)])]),
+        ..FakeNet::default()
+    };
+    let updater = updater(store(&[n(1)], Some(&n(100))), net, Role::Node(node_role(1)));
+    let rounds = rounds_of(&updater, FEELER_EVERY, Presence::Quiet);
+    let net = &updater.transport;
+    assert_eq!(net.asked("sample-quiet"), vec![900]);
+    assert!(net.asked("sample").is_empty() && net.asked("announce").is_empty());
+    assert_eq!(rounds.iter().map(|r| r.felt).sum::<usize>(), 1);
+    assert_eq!(ports(&updater.members), vec![1, 50]);
+}
+
+#[test]
+fn with_only_a_seed_domain_a_feeler_looks_it_up_once() {
+    let net = FakeNet {
+        online: [n(1), n(50), n(51)].into(),
+        domains: HashMap::from([("seed.test".to_string(), vec![n(50), n(51)])]),
+        ..FakeNet::default()
+    };
+    let role = NodeRole {
+        seeds: Vec::new(),
+        seed_domains: vec!["seed.test".into()],
+        ..node_role(1)
+    };
+    let updater = updater(store(&[n(1)], Some(&n(100))), net, Role::Node(role));
+    let rounds = rounds_of(&updater, FEELER_EVERY, Presence::Announce);
+    assert_eq!(*updater.transport.lookups.lock().unwrap(), ["seed.test"]);
+    assert_eq!(
+        rounds.iter().map(|r| r.felt).sum::<usize>(),
+        1,
+        "one of two"
+    );
+    assert_eq!(updater.members.snapshot().all().len(), 2);
+}
+
+#[test]
+fn with_no_seed_and_no_domain_there_is_no_feeler() {
+    let net = FakeNet {
+        online: [n(1)].into(),
+        ..FakeNet::default()
+    };
+    let role = NodeRole {
+        seeds: Vec::new(),
+        ..node_role(1)
+    };
+    let updater = updater(store(&[n(1)], Some(&n(100))), net, Role::Node(role));
+    let rounds = rounds_of(&updater, FEELER_EVERY, Presence::Announce);
+    assert!(feeler_rounds(&rounds).is_empty());
+    assert_eq!(
+        updater.transport.asked("announce").len(),
+        FEELER_EVERY as usize
+    );
 }
