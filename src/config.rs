@@ -142,6 +142,9 @@ pub struct SeedDnsSettings {
     /// `--seed_ns`: the zone's name servers as the parent zone delegates it; empty: `ns.ZONE`,
     /// whose address is the `--seed_listen` address.
     pub ns: Vec<String>,
+    /// `--seed_rrl`: UDP answers per second to one client network (IPv4 `/24`, IPv6 `/56`)
+    /// before slips and drops (`dnsserver::rrl`); 0: no limit.
+    pub rrl: u32,
 }
 
 /// The chain application behind a node (SPEC §13).

@@ -24,6 +24,10 @@ pub struct DnsCounts {
     counts: Vec<AtomicU64>,
     /// Answers sent from a worker's cache (`dnscache`) rather than built.
     pub reused: AtomicU64,
+    /// UDP queries over `--seed_rrl` answered with an empty truncated reply (a slip).
+    pub slipped: AtomicU64,
+    /// UDP queries over `--seed_rrl` dropped unanswered.
+    pub rate_dropped: AtomicU64,
 }
 
 impl Default for DnsCounts {
@@ -33,6 +37,8 @@ impl Default for DnsCounts {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             reused: AtomicU64::new(0),
+            slipped: AtomicU64::new(0),
+            rate_dropped: AtomicU64::new(0),
         }
     }
 }

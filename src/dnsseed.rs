@@ -254,6 +254,35 @@ fn address(ip: IpAddr) -> RData {
     }
 }
 
+/// The reply to a UDP query over the response-rate limit (`--seed_rrl`, a *slip*): the
+/// query's ID and question, `TC` set, no records and no EDNS, so never longer than the query;
+/// a real client asks again over TCP. Dropped when the packet is no query with one question.
+pub fn slip(packet: &[u8]) -> Answer {
+    let Ok(query) = Message::from_vec(packet) else {
+        return Answer::dropped();
+    };
+    let [question] = &query.queries[..] else {
+        return Answer::dropped();
+    };
+    if query.metadata.message_type != MessageType::Query {
+        return Answer::dropped();
+    }
+    let mut reply = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
+    reply.metadata = Metadata::response_from_request(&query.metadata);
+    reply.metadata.truncation = true;
+    reply.queries.push(question.clone());
+    let qtype = Some(question.query_type());
+    match reply.to_vec() {
+        Ok(bytes) if bytes.len() <= packet.len() => Answer {
+            bytes: Some(bytes),
+            qtype,
+            rcode: Some(reply.metadata.response_code),
+            truncated: true,
+        },
+        _ => Answer::dropped(),
+    }
+}
+
 /// Encodes `reply` with as many of `pairs` as fit in `limit` bytes, each answer with its
 /// address record, and sets `TC` when some did not fit.
 fn finish(

@@ -34,8 +34,10 @@ use crate::error::Error;
 use crate::membership::Snapshot;
 use crate::stats::Stats;
 
+mod rrl;
 mod tcp;
 
+pub use rrl::{ResponseLimit, Verdict};
 pub use tcp::{
     MAX_TCP_CONNECTIONS, MAX_TCP_PER_SOURCE, MAX_TCP_QUERY, TCP_IDLE_TIMEOUT, TCP_MESSAGE_TIME,
 };
@@ -108,6 +110,8 @@ struct Shared {
     stop: AtomicBool,
     /// The TCP connections open (and the finished ones, until the next accept prunes them).
     tcp: tcp::Connections,
+    /// `--seed_rrl`'s buckets; none without a limit.
+    limit: Option<Mutex<ResponseLimit>>,
 }
 
 impl Shared {
@@ -125,6 +129,17 @@ impl Shared {
             *shared = Arc::new(shared.next(snapshot));
         }
         *local = Arc::clone(&shared);
+    }
+
+    /// What to do with a UDP query from `source` now (`--seed_rrl`).
+    fn judge(&self, source: IpAddr) -> Verdict {
+        match &self.limit {
+            None => Verdict::Answer,
+            Some(limit) => limit
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .judge(source, Instant::now()),
+        }
     }
 
     /// The current shared view, for a thread starting up.
@@ -194,15 +209,18 @@ pub fn start_for(
         serial,
     })
     .map_err(|e| Error::Usage(format!("invalid --seed_zone: {e}")))?;
-    DnsServer::start(sockets, zone, nodes, Arc::clone(stats))
+    let limit = ResponseLimit::new(settings.rrl);
+    DnsServer::start(sockets, zone, nodes, limit, Arc::clone(stats))
 }
 
 impl DnsServer {
-    /// Starts the UDP workers and the TCP accept thread.
+    /// Starts the UDP workers and the TCP accept thread; `limit` bounds the UDP answers to
+    /// each client network (`--seed_rrl`).
     pub fn start(
         sockets: Sockets,
         zone: Zone,
         nodes: NodeSource,
+        limit: Option<ResponseLimit>,
         stats: Arc<Stats>,
     ) -> Result<DnsServer, Error> {
         let start_error = |source| Error::Start {
@@ -218,6 +236,7 @@ impl DnsServer {
             stats,
             stop: AtomicBool::new(false),
             tcp: tcp::Connections::default(),
+            limit: limit.map(Mutex::new),
         });
         sockets
             .udp
@@ -325,7 +344,23 @@ fn serve_udp(socket: &UdpSocket, shared: &Shared) {
             continue;
         }
         let packet = &buffer[..len];
-        let answer = shared.answer(packet, Protocol::Udp, &mut view, Some(&mut cache), &mut rng);
+        let answer = match shared.judge(peer.ip()) {
+            Verdict::Answer => {
+                shared.answer(packet, Protocol::Udp, &mut view, Some(&mut cache), &mut rng)
+            }
+            Verdict::Slip => {
+                shared.stats.dns.slipped.fetch_add(1, Ordering::Relaxed);
+                dnsseed::slip(packet)
+            }
+            Verdict::Drop => {
+                shared
+                    .stats
+                    .dns
+                    .rate_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        };
         if let Some(bytes) = answer.bytes {
             // A failed send (the client's port unreachable, a full buffer) loses one answer,
             // as UDP may; the client asks again.

@@ -366,6 +366,11 @@ pub const FLAGS: &[Flag] = &[
     .dns_only(Use::Unset("ns.ZONE"))
     .repeatable()
     .help("a name server of the zone, as the parent zone delegates it (its NS records)"),
+    Flag::value("--seed_rrl", "N", |d, v| {
+        set(&mut d.seed_rrl, int(v, 0, 1_000_000)?)
+    })
+    .dns_only(Use::Default("100"))
+    .help("DNS answers per second over UDP to one client network (/24, IPv6 /56); beyond, every 2nd is an empty truncated reply and the rest are dropped; 0: no limit"),
     Flag::value("--seed_domain", "NAME", |d, v| {
         d.node.seed_domains.push(zone(v)?);
         Ok(())

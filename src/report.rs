@@ -532,6 +532,21 @@ pub fn metrics(facts: &Facts<'_>) -> String {
             "DNS seeding answers sent again from a UDP worker's cache instead of built.",
             read(&stats.dns.reused),
         );
+        out.family(
+            "dns_rate_limited_total",
+            "counter",
+            "UDP queries over --seed_rrl, by what was done: an empty truncated reply, or none.",
+        )
+        .sample(
+            "dns_rate_limited_total",
+            &[("action", "slipped")],
+            read(&stats.dns.slipped),
+        )
+        .sample(
+            "dns_rate_limited_total",
+            &[("action", "dropped")],
+            read(&stats.dns.rate_dropped),
+        );
     }
     out.0
 }

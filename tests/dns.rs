@@ -377,7 +377,8 @@ fn refused_outside_nxdomain_inside_any_minimal_and_counted() {
 #[test]
 fn random_datagrams_and_garbled_queries_leave_it_answering() {
     let dir = TempDir::new("dns-fuzz");
-    let (mut seed, server) = seed(&dir, &["-u", "0.3"]);
+    // Robustness, not the rate limit: that has a test of its own.
+    let (mut seed, server) = seed(&dir, &["-u", "0.3", "--seed_rrl", "0"]);
     healthy_peers(&seed, server, 80, 1);
     let mut rng = fastrand::Rng::with_seed(12);
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -410,6 +411,72 @@ fn random_datagrams_and_garbled_queries_leave_it_answering() {
     assert_eq!(tcp(server, SRV_NAME, RecordType::SRV).answers.len(), 1);
     let metrics = seed.get("/metrics").body;
     assert!(metrics.contains(r#"rcode="FORMERR""#), "{metrics}");
+}
+
+#[test]
+fn a_udp_flood_from_one_network_gets_the_rate_then_slips_and_tcp_still_answers() {
+    let dir = TempDir::new("dns-rrl");
+    let (seed, server) = seed(&dir, &["--seed_rrl", "5"]);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let soa = |id: u16| {
+        let mut packet = question(&format!("{ZONE}."), RecordType::SOA, Some(1232));
+        packet[..2].copy_from_slice(&id.to_be_bytes());
+        packet
+    };
+    for id in 0..40u16 {
+        socket.send_to(&soa(id), server).unwrap();
+    }
+    let (mut full, mut slips) = (0, 0);
+    let mut buffer = [0u8; 2048];
+    while let Ok((len, _)) = socket.recv_from(&mut buffer) {
+        let reply = Message::from_vec(&buffer[..len]).expect("a DNS message");
+        assert!(reply.id < 40, "{reply}");
+        if reply.truncation {
+            assert!(
+                reply.answers.is_empty(),
+                "a slip carries no records: {reply}"
+            );
+            assert!(len <= soa(0).len(), "a slip is no bigger than the query");
+            slips += 1;
+        } else {
+            assert_eq!(reply.answers.len(), 1, "{reply}");
+            full += 1;
+        }
+    }
+    // 5 at once (the burst), a few more as the bucket refills while the flood is read; of
+    // the rest, every second one slips and the others get nothing.
+    assert!((5..=8).contains(&full), "{full} full answers");
+    assert!(
+        (14..=18).contains(&slips),
+        "{slips} slips of {} over",
+        40 - full
+    );
+    let metrics = seed.get("/metrics").body;
+    let count = |action: &str| {
+        let line = format!("seedmesh_dns_rate_limited_total{{action=\"{action}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line.as_str())?.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{line} in {metrics}"))
+    };
+    assert_eq!(count("slipped"), slips);
+    assert_eq!(count("slipped") + count("dropped"), 40 - full);
+    // TCP is not limited: a client told to retry over it is answered at once.
+    assert_eq!(
+        tcp(server, &format!("{ZONE}."), RecordType::SOA)
+            .answers
+            .len(),
+        1
+    );
+    // And the bucket refills: five a second.
+    wait_until(Duration::from_secs(5), "a full UDP answer again", || {
+        !udp(server, &format!("{ZONE}."), RecordType::SOA, None)
+            .0
+            .truncation
+    });
 }
 
 #[test]

@@ -299,3 +299,32 @@ fn malformed_packets_are_dropped_or_formerr() {
         assert!(got.bytes.is_none_or(|b| b.len() <= 512));
     }
 }
+
+#[test]
+fn a_slip_is_the_question_truncated_and_never_longer_than_the_query() {
+    for edns in [None, Some(1232)] {
+        let packet = query("_seedmesh._tcp.seed.test.", RecordType::SRV, edns);
+        let slipped = slip(&packet);
+        let bytes = slipped.bytes.expect("a slip");
+        assert!(
+            bytes.len() <= packet.len(),
+            "{} > {}",
+            bytes.len(),
+            packet.len()
+        );
+        let m = Message::from_vec(&bytes).unwrap();
+        let asked = Message::from_vec(&packet).unwrap();
+        assert_eq!(m.metadata.id, asked.metadata.id);
+        assert!(m.metadata.truncation && slipped.truncated);
+        assert_eq!(m.queries, asked.queries);
+        assert!(m.answers.is_empty() && m.additionals.is_empty() && m.authorities.is_empty());
+    }
+    // Garbage and answers are never answered, even with a slip.
+    assert_eq!(slip(b"\x00\x01garbage").bytes, None);
+    let (_, answer) = ask(
+        &nodes(1),
+        &query("_seedmesh._tcp.seed.test.", RecordType::SRV, None),
+        Protocol::Udp,
+    );
+    assert_eq!(slip(&answer.to_vec().unwrap()).bytes, None);
+}

@@ -26,6 +26,7 @@ pub struct Draft {
     /// `--seed_port`, `--seed_ns`: kept only with DNS seeding on.
     pub(super) seed_port: u16,
     pub(super) seed_ns: Vec<String>,
+    pub(super) seed_rrl: u32,
     pub(super) token: Option<String>,
     pub(super) token_file: Option<PathBuf>,
 }
@@ -93,6 +94,7 @@ impl Draft {
             seed_listen: None,
             seed_port: 0,
             seed_ns: Vec::new(),
+            seed_rrl: 0,
             token: None,
             token_file: None,
         }
@@ -113,6 +115,7 @@ impl Draft {
             seed_listen,
             seed_port,
             seed_ns,
+            seed_rrl,
             token,
             token_file,
         } = self;
@@ -137,9 +140,13 @@ impl Draft {
                     listen,
                     port: seed_port,
                     ns: seed_ns,
+                    rrl: seed_rrl,
                 }),
                 (None, None) => {
-                    if let Some(flag) = ["--seed_port", "--seed_ns"].into_iter().find(|f| has(f)) {
+                    if let Some(flag) = ["--seed_port", "--seed_ns", "--seed_rrl"]
+                        .into_iter()
+                        .find(|f| has(f))
+                    {
                         return usage(format!(
                             "{flag} needs --seed_zone NAME and --seed_listen ADDR:PORT, the DNS seeding it is about"
                         ));

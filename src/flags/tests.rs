@@ -61,6 +61,7 @@ fn sample(long: &str) -> Option<&'static str> {
         "--seed_zone" | "--seed_ns" | "--seed_domain" => "Seed.Example.org.",
         "--seed_listen" => "[::1]:5353",
         "--seed_port" => "8333",
+        "--seed_rrl" => "20",
         "--resolver" => "127.0.0.53:53",
         "--admin_token" => TOKEN,
         "--admin_token_file" => return None, // needs a file: see its own test
@@ -76,7 +77,7 @@ fn companions(long: &str) -> &'static [&'static str] {
         | "--app_timeout" | "--app_workers" => &["--app", "http://127.0.0.1:1"],
         "--seed_zone" => &["--seed_listen", "127.0.0.1:0"],
         "--seed_listen" => &["--seed_zone", "seed.test"],
-        "--seed_port" | "--seed_ns" => {
+        "--seed_port" | "--seed_ns" | "--seed_rrl" => {
             &["--seed_zone", "seed.test", "--seed_listen", "127.0.0.1:0"]
         }
         "--resolver" => &["--seed_domain", "seed.test"],
@@ -278,6 +279,7 @@ fn dns_seeding_flags_come_together_and_a_node_may_have_only_dns_seeds() {
             listen: "127.0.0.1:0".parse().unwrap(),
             port: 55000,
             ns: Vec::new(),
+            rrl: 100,
         })
     );
     let status = serde_json::to_value(&dns).unwrap();
@@ -300,6 +302,7 @@ fn dns_seeding_flags_come_together_and_a_node_may_have_only_dns_seeds() {
             "--seed_listen needs --seed_zone",
         ),
         (&["--seed_port", "53"], "--seed_port needs --seed_zone"),
+        (&["--seed_rrl", "0"], "--seed_rrl needs --seed_zone"),
         (
             &["--seed_ns", "ns.example.org"],
             "--seed_ns needs --seed_zone",
