@@ -26,6 +26,7 @@ mod crew;
 pub mod figures;
 mod hash;
 mod net;
+mod serve;
 mod slice;
 mod world;
 

@@ -23,8 +23,9 @@ use crate::routes::{Body, Request};
 use crate::transport::{Clock, PeerError, PeerList, Transport};
 
 use super::hash::key;
+use super::serve::Sliced;
 use super::slice::{Deferred, InSlice};
-use super::world::{ALIVE, BLACK_HOLE, Kind, REFUSED, Simulation, Sliced, Target, lock};
+use super::world::{ALIVE, BLACK_HOLE, Kind, REFUSED, Simulation, Target, lock};
 
 /// Bytes of an HTTP request's head as our client sends it (request line, Host, User-Agent,
 /// Accept, Content-Type, Content-Length): an estimate, counted for every request.
