@@ -170,13 +170,7 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
         for (seed, result) in seeds.into_inner().unwrap_or_else(PoisonError::into_inner) {
             say_seed(upkeep, &seed, result.err().as_ref(), "registering");
         }
-        if stopping() {
-            return;
-        }
-        if self.enough(role) {
-            if feeler_cycle {
-                self.feel(role, presence, upkeep, round);
-            }
+        if self.ends_here(role, feeler_cycle, presence, upkeep, round, stopping) {
             return;
         }
 
@@ -190,13 +184,7 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
             }
         }
         self.learn(lists, Lister::Peer, role, presence, upkeep, round);
-        if stopping() {
-            return;
-        }
-        if self.enough(role) {
-            if feeler_cycle {
-                self.feel(role, presence, upkeep, round);
-            }
+        if self.ends_here(role, feeler_cycle, presence, upkeep, round, stopping) {
             return;
         }
 
@@ -213,6 +201,29 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
             lists.extend(lookup.ok().map(|list| (domain as &dyn fmt::Display, list)));
         }
         self.learn(lists, Lister::Seed, role, presence, upkeep, round);
+    }
+
+    /// Whether the cycle ends after a step: at a stop, or once this node knows enough (SPEC
+    /// §7), when a feeler cycle (`feeler.rs`) runs the feeler first.
+    fn ends_here(
+        &self,
+        role: &NodeRole,
+        feeler_cycle: bool,
+        presence: Presence,
+        upkeep: &mut Upkeep,
+        round: &mut Round,
+        stopping: &dyn Fn() -> bool,
+    ) -> bool {
+        if stopping() {
+            return true;
+        }
+        if !self.enough(role) {
+            return false;
+        }
+        if feeler_cycle {
+            self.feel(role, presence, upkeep, round);
+        }
+        true
     }
 
     /// Whether this node vouches for at least `--kn_limit` nodes.
