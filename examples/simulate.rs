@@ -111,22 +111,131 @@ fn main() -> ExitCode {
     }
 }
 
-fn seconds(text: &str) -> std::result::Result<Duration, String> {
-    let value: f64 = text.parse().map_err(|_| format!("not a number: {text}"))?;
-    Duration::try_from_secs_f64(value).map_err(|_| format!("not a duration: {text}"))
+/// The files' name: the flags that shape the network, those at their defaults left out
+/// (`n1000-s2-r20-c0.02-none-seed1`, `…-p5_10-loss0.05`), so that different runs do not
+/// overwrite each other's files.
+fn run_name(config: &Config) -> String {
+    let d = Config::default();
+    let mut name = format!(
+        "n{}-s{}-r{}-c{}-{}-seed{}",
+        config.nodes, config.seeds, config.rounds, config.churn, config.attack, config.seed
+    );
+    if let Some((from, to)) = config.partition {
+        name += &format!("-p{from}_{to}");
+    }
+    let extras = [
+        ("loss", config.loss != d.loss, config.loss.to_string()),
+        (
+            "bh",
+            config.black_holes != d.black_holes,
+            config.black_holes.to_string(),
+        ),
+        (
+            "k",
+            config.kn_limit != d.kn_limit,
+            config.kn_limit.to_string(),
+        ),
+        (
+            "max",
+            config.max_nodes != d.max_nodes,
+            config.max_nodes.to_string(),
+        ),
+        (
+            "smax",
+            config.seed_max_nodes != d.seed_max_nodes,
+            config.seed_max_nodes.to_string(),
+        ),
+        (
+            "lat",
+            config.latency != d.latency,
+            config.latency.as_millis().to_string(),
+        ),
+        (
+            "u",
+            config.upd_int != d.upd_int,
+            config.upd_int.as_secs_f64().to_string(),
+        ),
+        (
+            "slice",
+            config.slice != d.slice,
+            config.slice.as_millis().to_string(),
+        ),
+    ];
+    for (key, differs, value) in extras {
+        if differs {
+            name += &format!("-{key}{value}");
+        }
+    }
+    name
+}
+
+/// The value of `flag` read by `parse`, or none when it is not given. An error names the
+/// flag; a flag given twice is an error (the last would otherwise be taken silently).
+fn flag<T>(
+    args: &mut pico_args::Arguments,
+    flag: &'static str,
+    parse: impl Fn(&str) -> std::result::Result<T, String>,
+) -> Result<Option<T>> {
+    let values: Vec<String> = args.values_from_str(flag)?;
+    match values.as_slice() {
+        [] => Ok(None),
+        [one] => match parse(one) {
+            Ok(value) => Ok(Some(value)),
+            Err(why) => Err(format!("invalid value {one:?} for {flag}: {why}").into()),
+        },
+        _ => Err(format!("{flag} is repeated; give it once").into()),
+    }
+}
+
+/// A whole number in `min..=max`.
+fn whole<T>(min: T, max: T) -> impl Fn(&str) -> std::result::Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    move |text| match text.parse::<T>() {
+        Ok(n) if n >= min && n <= max => Ok(n),
+        _ => Err(format!("expected a whole number from {min} to {max}")),
+    }
+}
+
+/// A whole number of at least `min`.
+fn at_least<T>(min: T) -> impl Fn(&str) -> std::result::Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    move |text| match text.parse::<T>() {
+        Ok(n) if n >= min => Ok(n),
+        _ => Err(format!("expected a whole number, at least {min}")),
+    }
+}
+
+/// Seconds in `min..=max`, fractions allowed.
+fn seconds(min: f64, max: f64) -> impl Fn(&str) -> std::result::Result<Duration, String> {
+    move |text| match text.parse::<f64>() {
+        Ok(x) if (min..=max).contains(&x) => Ok(Duration::from_secs_f64(x)),
+        _ => Err(format!("expected a number of seconds from {min} to {max}")),
+    }
 }
 
 fn share(text: &str) -> std::result::Result<f64, String> {
     match text.parse::<f64>() {
         Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
-        _ => Err(format!("not a share in 0..=1: {text}")),
+        _ => Err("expected a share from 0 to 1".into()),
     }
 }
 
 fn rounds_range(text: &str) -> std::result::Result<(usize, usize), String> {
-    let bad = || format!("not A:B: {text}");
+    let bad = || "expected A:B, rounds with A < B".to_string();
     let (a, b) = text.split_once(':').ok_or_else(bad)?;
-    Ok((a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?))
+    let (a, b): (usize, usize) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+    if a < b { Ok((a, b)) } else { Err(bad()) }
+}
+
+fn file_stem(text: &str) -> std::result::Result<String, String> {
+    if text.is_empty() || text.contains(['/', '\\']) || text.starts_with('.') {
+        return Err("expected a file name without a directory".into());
+    }
+    Ok(text.to_owned())
 }
 
 fn run() -> Result<()> {
@@ -136,89 +245,57 @@ fn run() -> Result<()> {
         return Ok(());
     }
     if let Some(files) = args.opt_value_from_str::<_, String>("--compare")? {
-        return compare(&mut args, &files);
+        return compare(args, &files);
     }
     let d = Config::default();
     let config = Config {
-        nodes: args.opt_value_from_str("--nodes")?.unwrap_or(d.nodes),
-        seeds: args.opt_value_from_str("--seeds")?.unwrap_or(d.seeds),
-        rounds: args.opt_value_from_str("--rounds")?.unwrap_or(d.rounds),
-        churn: args.opt_value_from_fn("--churn", share)?.unwrap_or(d.churn),
-        attack: args
-            .opt_value_from_str::<_, Attack>("--attack")?
-            .unwrap_or(d.attack),
-        seed: args.opt_value_from_str("--seed")?.unwrap_or(d.seed),
-        kn_limit: args.opt_value_from_str("--kn_limit")?.unwrap_or(d.kn_limit),
-        max_nodes: args
-            .opt_value_from_str("--max_nodes")?
-            .unwrap_or(d.max_nodes),
-        seed_max_nodes: args
-            .opt_value_from_str("--seed_max_nodes")?
+        nodes: flag(&mut args, "--nodes", at_least(1))?.unwrap_or(d.nodes),
+        seeds: flag(&mut args, "--seeds", whole(1, 250))?.unwrap_or(d.seeds),
+        rounds: flag(&mut args, "--rounds", at_least(1))?.unwrap_or(d.rounds),
+        churn: flag(&mut args, "--churn", share)?.unwrap_or(d.churn),
+        attack: flag(&mut args, "--attack", |t| t.parse::<Attack>())?.unwrap_or(d.attack),
+        seed: flag(&mut args, "--seed", at_least(0))?.unwrap_or(d.seed),
+        kn_limit: flag(&mut args, "--kn_limit", at_least(1))?.unwrap_or(d.kn_limit),
+        max_nodes: flag(&mut args, "--max_nodes", at_least(1))?.unwrap_or(d.max_nodes),
+        seed_max_nodes: flag(&mut args, "--seed_max_nodes", at_least(1))?
             .unwrap_or(d.seed_max_nodes),
-        list_limit: args
-            .opt_value_from_str("--list_limit")?
-            .unwrap_or(d.list_limit),
-        fail_limit: args
-            .opt_value_from_str("--fail_limit")?
-            .unwrap_or(d.fail_limit),
-        upd_int: args
-            .opt_value_from_fn("--upd_int", seconds)?
-            .unwrap_or(d.upd_int),
-        timeout: args
-            .opt_value_from_fn("--timeout", seconds)?
-            .unwrap_or(d.timeout),
-        check_threads: args
-            .opt_value_from_str("--check_threads")?
-            .unwrap_or(d.check_threads),
-        seed_timeout: args
-            .opt_value_from_fn("--seed_timeout", seconds)?
+        list_limit: flag(&mut args, "--list_limit", at_least(1))?.unwrap_or(d.list_limit),
+        fail_limit: flag(&mut args, "--fail_limit", at_least(1))?.unwrap_or(d.fail_limit),
+        // The binaries' bounds (SPEC §8): a round of 0 s would never end.
+        upd_int: flag(&mut args, "--upd_int", seconds(0.1, 86400.0))?.unwrap_or(d.upd_int),
+        timeout: flag(&mut args, "--timeout", seconds(0.001, 3600.0))?.unwrap_or(d.timeout),
+        check_threads: flag(&mut args, "--check_threads", at_least(1))?.unwrap_or(d.check_threads),
+        seed_timeout: flag(&mut args, "--seed_timeout", seconds(0.001, 3600.0))?
             .unwrap_or(d.seed_timeout),
-        seed_check_threads: args
-            .opt_value_from_str("--seed_check_threads")?
+        seed_check_threads: flag(&mut args, "--seed_check_threads", at_least(1))?
             .unwrap_or(d.seed_check_threads),
-        black_holes: args
-            .opt_value_from_fn("--black_holes", share)?
-            .unwrap_or(d.black_holes),
-        loss: args.opt_value_from_fn("--loss", share)?.unwrap_or(d.loss),
-        latency: args
-            .opt_value_from_str::<_, u64>("--latency_ms")?
+        black_holes: flag(&mut args, "--black_holes", share)?.unwrap_or(d.black_holes),
+        loss: flag(&mut args, "--loss", share)?.unwrap_or(d.loss),
+        latency: flag(&mut args, "--latency_ms", whole(0, 600_000))?
             .map_or(d.latency, Duration::from_millis),
-        partition: args.opt_value_from_fn("--partition", rounds_range)?,
-        attack_size: args
-            .opt_value_from_str("--attack_size")?
-            .unwrap_or(d.attack_size),
-        attack_round: args
-            .opt_value_from_str("--attack_round")?
-            .unwrap_or(d.attack_round),
-        observers: args
-            .opt_value_from_str("--observers")?
-            .unwrap_or(d.observers),
-        probes: args.opt_value_from_str("--probes")?.unwrap_or(d.probes),
-        slice: args
-            .opt_value_from_str::<_, u64>("--slice_ms")?
+        partition: flag(&mut args, "--partition", rounds_range)?,
+        attack_size: flag(&mut args, "--attack_size", at_least(1))?.unwrap_or(d.attack_size),
+        attack_round: flag(&mut args, "--attack_round", at_least(0))?.unwrap_or(d.attack_round),
+        observers: flag(&mut args, "--observers", at_least(0))?.unwrap_or(d.observers),
+        probes: flag(&mut args, "--probes", at_least(0))?.unwrap_or(d.probes),
+        slice: flag(&mut args, "--slice_ms", whole(0, 600_000))?
             .map_or(d.slice, Duration::from_millis),
-        threads: match args.opt_value_from_str::<_, usize>("--threads")? {
-            Some(threads) => threads.max(1),
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        },
+        threads: flag(&mut args, "--threads", whole(1, 1024))?
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
     };
-    let out: PathBuf = args
-        .opt_value_from_str("--out")?
+    let out: PathBuf = flag(&mut args, "--out", |t| Ok(PathBuf::from(t)))?
         .unwrap_or_else(|| PathBuf::from("target/sim"));
-    let name: String = args.opt_value_from_str("--name")?.unwrap_or_else(|| {
-        format!(
-            "n{}-s{}-r{}-c{}-{}-seed{}",
-            config.nodes, config.seeds, config.rounds, config.churn, config.attack, config.seed
-        )
-    });
+    let name = match flag(&mut args, "--name", file_stem)? {
+        Some(name) => name,
+        None => run_name(&config),
+    };
     let quiet = args.contains("--quiet");
     let rest = args.finish();
     if !rest.is_empty() {
         return Err(format!("unknown argument {:?}; see --help", rest[0]).into());
     }
-    if config.seeds == 0 || config.seeds > 250 {
-        return Err("--seeds must be in 1..=250".into());
-    }
+    // Before minutes of simulation, not after: the directory must take the files.
+    fs::create_dir_all(&out).map_err(|e| format!("--out {}: {e}", out.display()))?;
 
     let rounds = config.rounds;
     let started = Instant::now();
@@ -241,9 +318,9 @@ fn run() -> Result<()> {
     }
     let summary = sim.summary();
     println!("{summary}");
-    fs::create_dir_all(&out)?;
     let csv_path = out.join(format!("{name}.csv"));
-    fs::write(&csv_path, figures::csv(sim.rounds()))?;
+    fs::write(&csv_path, figures::csv(sim.rounds()))
+        .map_err(|e| format!("{}: {e}", csv_path.display()))?;
     let svg_path = out.join(format!("{name}.svg"));
     plot_run(&svg_path, &name, sim.rounds(), sim.config())?;
     eprintln!(
@@ -379,7 +456,7 @@ fn draw(
 }
 
 /// `--compare`: columns of earlier runs' CSV files, one panel per column, one line per run.
-fn compare(args: &mut pico_args::Arguments, files: &str) -> Result<()> {
+fn compare(mut args: pico_args::Arguments, files: &str) -> Result<()> {
     let files: Vec<&str> = files.split(',').collect();
     let labels: String = args.value_from_str("--labels")?;
     let labels: Vec<&str> = labels.split(',').collect();
@@ -389,6 +466,10 @@ fn compare(args: &mut pico_args::Arguments, files: &str) -> Result<()> {
     let title: String = args
         .opt_value_from_str("--title")?
         .unwrap_or_else(|| columns.join(", "));
+    let rest = args.finish();
+    if !rest.is_empty() {
+        return Err(format!("{:?} does not apply to --compare; see --help", rest[0]).into());
+    }
     if labels.len() != files.len() {
         return Err("--labels needs one label per --compare file".into());
     }

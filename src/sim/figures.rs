@@ -430,6 +430,15 @@ pub(crate) fn summarize(sim: &Simulation) -> Summary {
         ("seed", config.seed.to_string()),
         ("kn_limit", config.kn_limit.to_string()),
         ("max_nodes", config.max_nodes.to_string()),
+        (
+            "partition",
+            config
+                .partition
+                .map_or("none".into(), |(from, to)| format!("{from}:{to}")),
+        ),
+        ("loss", config.loss.to_string()),
+        ("black_holes", config.black_holes.to_string()),
+        ("latency_ms", config.latency.as_millis().to_string()),
         ("converged_round", converged_round),
         ("converged", share(last.converged)),
         ("lcc", share(last.lcc)),
