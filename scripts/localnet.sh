@@ -146,9 +146,12 @@ dns_port=$(port_of dns "${pids[0]}")
 seed_dns=$(seeding_of)
 echo "dns      127.0.0.1:$dns_port  (pid ${pids[0]}, log $dir/dns.log); DNS seeding on $seed_dns"
 
+# A node stops asking for more once it knows --kn_limit (10) nodes (SPEC §7); so that every
+# node comes to know all the others quickly, a network of more than 11 asks until it does.
+kn_limit=$(( count - 1 > 10 ? count - 1 : 10 ))
 ports=()
 for i in $(seq "$count"); do
-    "$bin/node" -d "$dir/node$i" -u 2 --dns "127.0.0.1:$dns_port" > "$dir/node$i.out" 2> "$dir/node$i.log" &
+    "$bin/node" -d "$dir/node$i" -u 2 -k "$kn_limit" --dns "127.0.0.1:$dns_port" > "$dir/node$i.out" 2> "$dir/node$i.log" &
     pids+=($!)
     ports+=("$(port_of "node$i" "${pids[-1]}")")
     echo "node$i    127.0.0.1:${ports[-1]}  (pid ${pids[-1]}, log $dir/node$i.log)"
