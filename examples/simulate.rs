@@ -506,3 +506,50 @@ fn compare(mut args: pico_args::Arguments, files: &str) -> Result<()> {
     eprintln!("simulate: wrote {}", svg.display());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> pico_args::Arguments {
+        pico_args::Arguments::from_vec(list.iter().map(Into::into).collect())
+    }
+
+    fn error<T: std::fmt::Debug>(result: Result<T>) -> String {
+        result.expect_err("an error").to_string()
+    }
+
+    #[test]
+    fn a_flag_error_names_the_flag_and_a_repeated_flag_is_refused() {
+        let rounds = |list: &[&str]| flag(&mut args(list), "--upd_int", seconds(0.1, 86400.0));
+        assert_eq!(
+            error(rounds(&["--upd_int", "0"])),
+            r#"invalid value "0" for --upd_int: expected a number of seconds from 0.1 to 86400"#
+        );
+        assert_eq!(
+            error(rounds(&["--upd_int", "1", "--upd_int", "2"])),
+            "--upd_int is repeated; give it once"
+        );
+        assert_eq!(
+            rounds(&["--upd_int", "0.5"]).unwrap(),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(rounds(&[]).unwrap(), None);
+        let nodes = flag(&mut args(&["--nodes", "abc"]), "--nodes", at_least(1usize));
+        assert!(error(nodes).contains("for --nodes: expected a whole number, at least 1"));
+        assert!(rounds_range("10:5").is_err() && rounds_range("5:10") == Ok((5, 10)));
+        assert!(file_stem("../x").is_err() && file_stem("run-1").is_ok());
+    }
+
+    #[test]
+    fn runs_that_differ_get_files_of_their_own() {
+        let plain = Config::default();
+        let cut = Config {
+            partition: Some((5, 10)),
+            loss: 0.05,
+            ..Config::default()
+        };
+        assert_eq!(run_name(&plain), "n1000-s2-r30-c0-none-seed1");
+        assert_eq!(run_name(&cut), "n1000-s2-r30-c0-none-seed1-p5_10-loss0.05");
+    }
+}
