@@ -38,6 +38,9 @@ pub fn node(dir: &Path, args: &[&str]) -> Proc {
 
 /// Starts `bin -d dir -p 0 args…` on 127.0.0.1 unless `args` says otherwise, and waits for
 /// its `listening on` line.
+/// Linux's "text file busy" error number.
+const ETXTBSY: i32 = 26;
+
 pub fn spawn(bin: &str, dir: &Path, args: &[&str]) -> Proc {
     match try_spawn(bin, dir, args) {
         Ok(proc) => proc,
@@ -54,13 +57,24 @@ pub fn try_spawn(bin: &str, dir: &Path, args: &[&str]) -> Result<Proc, Failed> {
         full.extend(["-i".into(), "127.0.0.1".into()]);
     }
     full.extend(args.iter().map(|a| a.to_string()));
-    let mut child = Command::new(bin)
+    let mut command = Command::new(bin);
+    command
         .args(&full)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn binary");
+        .stderr(Stdio::piped());
+    // A script a test has just written can be "busy" (ETXTBSY) for a moment: another test
+    // thread's fork inherited the writing descriptor until its exec. Try again then.
+    let mut tries = 0;
+    let mut child = loop {
+        match command.spawn() {
+            Err(e) if e.raw_os_error() == Some(ETXTBSY) && tries < 50 => {
+                tries += 1;
+                thread::sleep(Duration::from_millis(20));
+            }
+            spawned => break spawned.expect("spawn binary"),
+        }
+    };
     let stderr = Arc::new(Mutex::new(String::new()));
     let mut err_pipe = child.stderr.take().unwrap();
     let sink = Arc::clone(&stderr);
