@@ -140,9 +140,12 @@ pub struct Totals {
     pub checks_failed: u64,
     pub removed: u64,
     pub learned: u64,
-    /// Feeler requests to seeds, and the nodes they learned (also in `learned`).
-    pub feelers: u64,
-    pub feeler_learned: u64,
+    /// Feeler requests to seeds, and the nodes they learned (also in `learned`); a node's
+    /// only (a seed never feels).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feelers: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feeler_learned: Option<u64>,
     pub changes: u64,
     pub disk_writes: u64,
     pub disk_write_failures: u64,
@@ -158,6 +161,7 @@ pub fn status<'a>(facts: &Facts<'a>) -> Status<'a> {
         load,
         app,
     } = facts;
+    let feels = profile.role == "node";
     let last_round = stats.last_round().map(|round| LastRound {
         ended: rfc3339(round.ended),
         ended_unix: round
@@ -201,8 +205,8 @@ pub fn status<'a>(facts: &Facts<'a>) -> Status<'a> {
             checks_failed: read(&stats.checks_failed),
             removed: read(&stats.removed),
             learned: read(&stats.learned),
-            feelers: read(&stats.feelers),
-            feeler_learned: read(&stats.felt),
+            feelers: feels.then(|| read(&stats.feelers)),
+            feeler_learned: feels.then(|| read(&stats.felt)),
             changes: read(&disk.changes),
             disk_writes: read(&disk.writes),
             disk_write_failures: disk.write_failures.iter().map(read).sum(),

@@ -67,4 +67,12 @@ fn a_node_that_knows_enough_learns_a_node_only_the_seed_knows() {
         metrics.contains("\nseedmesh_feeler_nodes_learned_total 1\n")
             && !metrics.contains("\nseedmesh_feelers_total 0\n")
     });
+    assert_eq!(a.get("/status").json()["totals"]["feeler_learned"], 1);
+    // A seed never feels: it shows no feeler counters.
+    assert!(!seed.get("/metrics").body.contains("feeler"));
+    assert!(
+        seed.get("/status").json()["totals"]
+            .get("feelers")
+            .is_none()
+    );
 }

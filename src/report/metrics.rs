@@ -236,18 +236,21 @@ pub fn metrics(facts: &Facts<'_>) -> String {
         "Nodes learned from peers and seed servers.",
         read(&stats.learned),
     );
-    out.single(
-        "feelers_total",
-        "counter",
-        "Feeler requests: a seed asked by a node that knows enough (once in 20 rounds).",
-        read(&stats.feelers),
-    );
-    out.single(
-        "feeler_nodes_learned_total",
-        "counter",
-        "Nodes learned through feeler requests (also in nodes_learned_total).",
-        read(&stats.felt),
-    );
+    // A seed never feels (the feeler is a node's, `feeler.rs`).
+    if profile.role == "node" {
+        out.single(
+            "feelers_total",
+            "counter",
+            "Feeler requests: a seed asked by a node that knows enough (once in 20 rounds).",
+            read(&stats.feelers),
+        );
+        out.single(
+            "feeler_nodes_learned_total",
+            "counter",
+            "Nodes learned through feeler requests (also in nodes_learned_total).",
+            read(&stats.felt),
+        );
+    }
     out.single(
         "changes_total",
         "counter",
