@@ -173,11 +173,7 @@ fn restart_keeps_the_list() {
         second.nodes(),
         vec![("127.0.0.1".into(), 5), ("127.0.0.1".into(), 7)]
     );
-    assert!(
-        second.stderr().contains("2 known nodes"),
-        "{}",
-        second.stderr()
-    );
+    second.wait_log("2 known nodes");
 }
 
 #[test]
@@ -195,7 +191,7 @@ fn a_file_from_the_original_design_loads_and_bad_entries_are_skipped() {
         dns.nodes(),
         vec![("127.0.0.1".into(), 55000), ("127.0.0.2".into(), 55001)]
     );
-    let log = dns.stderr();
+    let log = dns.wait_log("skipping entry 2");
     assert!(
         log.contains("skipping entry 1") && log.contains("skipping entry 2"),
         "{log}"

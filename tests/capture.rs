@@ -78,7 +78,7 @@ fn one_host_filling_the_table_cannot_keep_out_or_outnumber_other_groups() {
         "{metrics}"
     );
     // 450 refusals and 15 evictions, one line each per interval (an hour here).
-    let log = seed.stderr();
+    let log = seed.wait_log("a registration from its largest address group");
     assert_eq!(
         log.matches("a registration from its largest address group")
             .count(),
@@ -188,11 +188,7 @@ fn one_source_registering_too_fast_gets_429_and_another_source_does_not() {
     let line = format!("\nseedmesh_rate_limited_total {}\n", limited.len());
     assert!(metrics.contains(&line), "{metrics}");
     // The operator's warning names who it was.
-    let log = seed.stderr();
-    assert!(
-        log.contains("faster than --reg_rate: refused with 429 (this time from 127."),
-        "{log}"
-    );
+    seed.wait_log("faster than --reg_rate: refused with 429 (this time from 127.");
 }
 
 #[test]
@@ -278,11 +274,7 @@ fn processes_of_two_networks_never_list_each_other_and_curl_still_works() {
         .collect();
     assert!(!listed.contains(&stranger.addr), "{listed:?}");
     assert!(stranger.nodes().is_empty(), "{:?}", stranger.nodes());
-    assert!(
-        stranger.stderr().contains("network \"alpha\""),
-        "{}",
-        stranger.stderr()
-    );
+    stranger.wait_log("network \"alpha\"");
     let answer = seed.get("/");
     assert_eq!(answer.header("seedmesh-network"), Some("alpha"));
     // A request without the header (curl, the original) is accepted.

@@ -229,8 +229,10 @@ fn dns_binds_loopback_by_default_and_says_1_known_node() {
     ];
     let dns = Started::new(DNS, &args, &[]);
     assert_eq!(dns.addr.ip().to_string(), "127.0.0.1");
-    let log = dns.stderr();
-    assert!(log.contains(", 1 known node\n"), "{log}");
+    // The log is read by a thread of its own: wait for the line rather than race it.
+    wait_until(Duration::from_secs(10), "the start line", || {
+        dns.stderr().contains(", 1 known node\n")
+    });
 }
 
 #[test]

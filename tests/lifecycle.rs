@@ -154,11 +154,7 @@ fn a_stop_signal_ends_a_round_stuck_on_black_holes_within_2_s() {
         let stopped = proc.signal(signal, Duration::from_secs(10));
         let what = format!("{bin} SIG{signal} mid-round");
         assert_clean_exit(&proc, &what, stopped, Duration::from_secs(2));
-        let log = proc.stderr();
-        assert!(
-            log.contains("leaving the update round in progress"),
-            "{log}"
-        );
+        let log = proc.wait_log("leaving the update round in progress");
         assert!(
             !log.contains("update thread stopped"),
             "the round was still waiting: {log}"
@@ -251,11 +247,7 @@ fn a_stop_refuses_new_connections_and_answers_the_change_being_written() {
         "the process waits for the change in flight"
     );
     assert!(!client.is_finished(), "nothing answered yet");
-    assert!(
-        dns.stderr().contains("SIGTERM: stopping"),
-        "{}",
-        dns.stderr()
-    );
+    dns.wait_log("SIGTERM: stopping");
 
     // Let the write go on: it reaches the disk layer (a FIFO then refuses fsync, so the change
     // is not saved), and the client has its answer before the process exits.

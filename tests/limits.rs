@@ -85,7 +85,7 @@ fn one_address_cannot_hold_every_connection_and_other_clients_are_served() {
     let sample = r#"seedmesh_connections_refused_total{bound="max_conns_per_ip"}"#;
     assert_eq!(metric(&dns, sample), 36);
     // One warning line for the 36, not 36 lines.
-    let log = dns.stderr();
+    let log = dns.wait_log("(this time from 127.66.6.6)");
     assert_eq!(log.matches("--max_conns_per_ip open").count(), 1, "{log}");
     assert!(
         log.contains("(this time from 127.66.6.6)"),

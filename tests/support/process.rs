@@ -182,9 +182,27 @@ impl Proc {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Waits until the log (stderr) holds `text`, for up to 10 s, and returns the log. The
+    /// log is read by a thread of its own, so a line can lag the event it reports (and the
+    /// `listening on` line on stdout): never assert on the log without waiting.
+    pub fn wait_log(&self, text: &str) -> String {
+        let limit = Duration::from_secs(10);
+        let started = Instant::now();
+        loop {
+            let log = self.stderr();
+            if log.contains(text) {
+                return log;
+            }
+            if started.elapsed() > limit {
+                panic!("no {text:?} in the log within {limit:?}:\n{log}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The address of a seed's DNS server (`--seed_listen`), from its `dns seeding on` line.
     pub fn seeding_addr(&self) -> SocketAddr {
-        self.stderr()
+        self.wait_log("dns seeding on ")
             .lines()
             .find_map(|line| {
                 let rest = line.split("dns seeding on ").nth(1)?;
