@@ -97,6 +97,11 @@ impl<H> Admission<H> {
         }
     }
 
+    /// Keep-alive connections waiting between requests: those a newcomer may replace.
+    pub(crate) fn idle_count(&self) -> usize {
+        self.idle.len()
+    }
+
     /// Decides on a new connection from `source`, when `slots_full` says whether
     /// `Limits::max_connections` connections are already open. Refused when its source already
     /// has `Limits::max_connections_per_source` open (`TooManyFromSource`), or when every slot
@@ -383,8 +388,14 @@ mod tests {
         assert!(admission.hold_body(v4(1), 600, 100, &limits));
         assert!(admission.hold_body(v4(2), 0, 200, &limits));
         assert!(admission.hold_body(v4(2), 0, 50, &limits));
-        assert!(!admission.hold_body(v4(2), 0, 1, &limits), "over its quarter");
-        assert!(!admission.hold_body(v4(3), 0, 51, &limits), "over the budget");
+        assert!(
+            !admission.hold_body(v4(2), 0, 1, &limits),
+            "over its quarter"
+        );
+        assert!(
+            !admission.hold_body(v4(3), 0, 51, &limits),
+            "over the budget"
+        );
         assert!(admission.hold_body(v4(3), 0, 50, &limits));
         assert_eq!(admission.body_bytes(), 1000);
         admission.release_body(v4(1), 700);

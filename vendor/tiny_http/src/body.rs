@@ -76,9 +76,11 @@ fn read_chunked(
         let line_end = need_line(input, deadline)?;
         let size = chunk_size(&input.buffered()[..line_end])?;
         input.consume(line_end);
-        framing_left = framing_left
-            .checked_sub(line_end + 2)
-            .ok_or(Failure::new(413, Cause::Malformed, "too much chunked framing"))?;
+        framing_left = framing_left.checked_sub(line_end + 2).ok_or(Failure::new(
+            413,
+            Cause::Malformed,
+            "too much chunked framing",
+        ))?;
         if size == 0 {
             break;
         }
@@ -155,7 +157,11 @@ fn read_trailers(input: &mut Input, deadline: Instant, limits: &Limits) -> Resul
 fn need_line(input: &mut Input, deadline: Instant) -> Result<usize, Failure> {
     loop {
         let buffered = input.buffered();
-        if let Some(lf) = buffered.iter().take(MAX_CHUNK_LINE).position(|&b| b == b'\n') {
+        if let Some(lf) = buffered
+            .iter()
+            .take(MAX_CHUNK_LINE)
+            .position(|&b| b == b'\n')
+        {
             return Ok(lf + 1);
         }
         if buffered.len() >= MAX_CHUNK_LINE {
@@ -215,6 +221,9 @@ mod tests {
         assert!(chunk_size(b"-1\r\n").is_err());
         assert!(chunk_size(b"0x1a\r\n").is_err());
         assert!(chunk_size(b"1;a\nb\r\n").is_err(), "LF inside an extension");
-        assert!(chunk_size(b"11111111111111111\r\n").is_err(), "over 64 bits");
+        assert!(
+            chunk_size(b"11111111111111111\r\n").is_err(),
+            "over 64 bits"
+        );
     }
 }

@@ -34,12 +34,7 @@ enum End {
 /// the idle timeout, breaks the protocol, or the server stops, or until the accept thread
 /// closes it to make room while it waits for a next request (it then ends at once, without
 /// serving what may have arrived).
-pub(crate) fn serve(
-    stream: Arc<TcpStream>,
-    peer: SocketAddr,
-    id: ConnId,
-    shared: &Arc<Shared>,
-) {
+pub(crate) fn serve(stream: Arc<TcpStream>, peer: SocketAddr, id: ConnId, shared: &Arc<Shared>) {
     let limits = &shared.limits;
     let mut input = Input::new(stream);
     let end = serve_requests(&mut input, peer, id, shared);
@@ -238,17 +233,21 @@ pub(crate) fn refusal_answer(
     };
     let mut response = (shared.refusals)(&refusal).with_status_code(failure.status);
     if let Some(seconds) = refusal.retry_after {
-        if !response.headers().iter().any(|h| h.field.equiv("Retry-After")) {
+        if !response
+            .headers()
+            .iter()
+            .any(|h| h.field.equiv("Retry-After"))
+        {
             if let Ok(header) = Header::from_bytes("Retry-After", seconds.to_string()) {
                 response.add_header(header);
             }
         }
     }
     response.render(Answering {
-            version,
-            head_request: line.is_some_and(|(m, _)| *m == Method::Head),
-            close,
-        })
+        version,
+        head_request: line.is_some_and(|(m, _)| *m == Method::Head),
+        close,
+    })
 }
 
 /// Writes a rendered answer: its head and its body, which is shared rather than copied, in

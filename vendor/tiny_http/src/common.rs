@@ -236,9 +236,7 @@ impl FromStr for Method {
             "OPTIONS" => Method::Options,
             "TRACE" => Method::Trace,
             "PATCH" => Method::Patch,
-            s if !s.is_empty() && s.bytes().all(is_token_byte) => {
-                Method::NonStandard(s.to_owned())
-            }
+            s if !s.is_empty() && s.bytes().all(is_token_byte) => Method::NonStandard(s.to_owned()),
             _ => return Err(()),
         })
     }

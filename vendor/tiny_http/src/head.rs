@@ -98,24 +98,37 @@ pub(crate) fn parse(buf: &[u8], started: Instant) -> Result<Option<(Head, usize)
                 "malformed request header field",
             )));
         }
-        Err(_) => return Err(refuse(Failure::new(400, Cause::Malformed, "malformed request line"))),
+        Err(_) => {
+            return Err(refuse(Failure::new(
+                400,
+                Cause::Malformed,
+                "malformed request line",
+            )))
+        }
     };
     let (Some(method), Some(target), Some(minor)) = (request.method, request.path, request.version)
     else {
-        return Err(refuse(Failure::new(400, Cause::Malformed, "malformed request line")));
+        return Err(refuse(Failure::new(
+            400,
+            Cause::Malformed,
+            "malformed request line",
+        )));
     };
-    let method: Method = method
-        .parse()
-        .map_err(|()| refuse(Failure::new(400, Cause::Malformed, "malformed request method")))?;
+    let method: Method = method.parse().map_err(|()| {
+        refuse(Failure::new(
+            400,
+            Cause::Malformed,
+            "malformed request method",
+        ))
+    })?;
     let version = HTTPVersion(1, minor);
     let headers = request
         .headers
         .iter()
         .map(|field| Header {
             // httparse has checked the name is a token.
-            field: HeaderField::from_bytes(field.name).unwrap_or_else(|()| {
-                unreachable!("httparse accepts only token header names")
-            }),
+            field: HeaderField::from_bytes(field.name)
+                .unwrap_or_else(|()| unreachable!("httparse accepts only token header names")),
             value: String::from_utf8_lossy(field.value.trim_ascii()).into_owned(),
         })
         .collect::<Vec<_>>();
@@ -152,8 +165,15 @@ fn other_version(buf: &[u8], started: Instant) -> Result<Option<(Head, usize)>, 
         .iter()
         .position(|&b| b != b'\r' && b != b'\n')
         .unwrap_or(buf.len());
-    let Some(end) = buf[start..].iter().position(|&b| b == b'\n').map(|e| start + e) else {
-        let so_far = buf[start..].rsplit(|&b| b == b' ').next().unwrap_or_default();
+    let Some(end) = buf[start..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|e| start + e)
+    else {
+        let so_far = buf[start..]
+            .rsplit(|&b| b == b' ')
+            .next()
+            .unwrap_or_default();
         if could_be_version(so_far) {
             return Ok(None); // The version has not arrived whole yet.
         }
@@ -200,7 +220,6 @@ fn could_be_version(bytes: &[u8]) -> bool {
         })
 }
 
-
 /// The request-target in origin form (RFC 9112 §3.2). An origin-form target is kept; an
 /// absolute-form one (`http://host:port/path?query`) must be accepted (§3.2.2) and is reduced
 /// to `/path?query`; `*` is only for `OPTIONS` (§3.2.4) and authority-form only for `CONNECT`
@@ -221,7 +240,9 @@ fn origin_form(method: &Method, target: &str) -> Result<String, Failure> {
         return malformed("malformed request target");
     };
     let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
     if !scheme_ok {
         return malformed("malformed request target");
     }
@@ -371,7 +392,11 @@ mod tests {
     fn ok(raw: &str) -> Head {
         match head(raw) {
             Ok(Some((head, n))) => {
-                assert_eq!(n, raw.find("\r\n\r\n").map_or(raw.len(), |e| e + 4), "{raw:?}");
+                assert_eq!(
+                    n,
+                    raw.find("\r\n\r\n").map_or(raw.len(), |e| e + 4),
+                    "{raw:?}"
+                );
                 head
             }
             Ok(None) => panic!("incomplete: {raw:?}"),

@@ -73,7 +73,9 @@ impl Input {
         let read = loop {
             match (&*self.stream).read(&mut self.buf[filled..]) {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break Err(ErrorKind::TimedOut.into()),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    break Err(ErrorKind::TimedOut.into())
+                }
                 other => break other,
             }
         };

@@ -244,6 +244,13 @@ impl Server {
         self.shared.connections.load(SeqCst)
     }
 
+    /// Keep-alive connections waiting for their next request: those a newcomer may close to
+    /// take a full server's slot (the one idle longest first). A connection whose next request
+    /// has begun to arrive is not among them.
+    pub fn num_idle_connections(&self) -> usize {
+        admission::lock(&self.shared).idle_count()
+    }
+
     /// Requests read but not yet answered on their socket.
     pub fn requests_in_flight(&self) -> usize {
         self.shared.in_flight.load(SeqCst)
@@ -358,8 +365,7 @@ fn admit(
     let stream = Arc::new(stream);
     let source = Source::of(peer.ip());
     let slots_full = threads.len() >= limits.max_connections;
-    let admitted =
-        admission::lock(shared).admit(source, Arc::clone(&stream), slots_full, limits);
+    let admitted = admission::lock(shared).admit(source, Arc::clone(&stream), slots_full, limits);
     let id = match admitted {
         Ok((id, evicted)) => {
             if let Some(evicted) = evicted {
@@ -452,7 +458,9 @@ fn turn_away(mut stream: &TcpStream, peer: SocketAddr, shared: &Shared, cause: C
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_write_timeout(Some(client::TURN_AWAY_TIME));
     let body: &[u8] = answer.body.as_ref().map_or(&[], |body| (**body).as_ref());
-    let _ = stream.write_all(&answer.head).and_then(|()| stream.write_all(body));
+    let _ = stream
+        .write_all(&answer.head)
+        .and_then(|()| stream.write_all(body));
     let _ = stream.shutdown(std::net::Shutdown::Write);
     if stream.set_nonblocking(true).is_ok() {
         discard(stream);

@@ -188,7 +188,11 @@ impl Response {
         );
         push(
             &mut head,
-            &["Date: ", &httpdate::fmt_http_date(SystemTime::now()), "\r\n"],
+            &[
+                "Date: ",
+                &httpdate::fmt_http_date(SystemTime::now()),
+                "\r\n",
+            ],
         );
         for header in &self.headers {
             push(
@@ -337,8 +341,11 @@ mod tests {
 
     #[test]
     fn json_errors_are_escaped_as_serde_json_writes_them() {
-        let rendered = Response::json_error(400, "a \"quoted\" \\ tab\t\u{1} é")
-            .render(answering(HTTPVersion(1, 1), false, true));
+        let rendered = Response::json_error(400, "a \"quoted\" \\ tab\t\u{1} é").render(answering(
+            HTTPVersion(1, 1),
+            false,
+            true,
+        ));
         let body = rendered.body.clone().unwrap();
         assert_eq!(
             std::str::from_utf8((*body).as_ref()).unwrap(),
@@ -346,7 +353,10 @@ mod tests {
         );
         let head = head_of(&rendered);
         assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
-        assert!(head.contains("Content-Type: application/json\r\n"), "{head}");
+        assert!(
+            head.contains("Content-Type: application/json\r\n"),
+            "{head}"
+        );
     }
 
     #[test]

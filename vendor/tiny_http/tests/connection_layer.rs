@@ -79,10 +79,16 @@ fn a_request_not_whole_within_the_idle_timeout_is_408_through_the_hook() {
     stream.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n").unwrap();
     let started = Instant::now();
     let text = read_all(&mut stream);
-    assert!(text.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{text}");
+    assert!(
+        text.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{text}"
+    );
     assert!(has_date(&text), "{text}");
     assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
-    assert!(text.ends_with(r#"{"error":"request not received in time"}"#), "{text}");
+    assert!(
+        text.ends_with(r#"{"error":"request not received in time"}"#),
+        "{text}"
+    );
     let took = started.elapsed();
     assert!(took < Duration::from_secs(2), "{took:?}");
     assert_eq!(
@@ -99,7 +105,10 @@ fn a_dropped_request_is_500_through_the_hook_and_the_connection_persists() {
         .write_all(b"GET /drop HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nConnection: close\r\n\r\n")
         .unwrap();
     let text = read_all(&mut stream);
-    assert!(text.starts_with("HTTP/1.1 500 Internal Server Error\r\n"), "{text}");
+    assert!(
+        text.starts_with("HTTP/1.1 500 Internal Server Error\r\n"),
+        "{text}"
+    );
     assert!(text.contains("HTTP/1.1 200 OK\r\n"), "{text}");
     assert_eq!(text.matches("Date: ").count(), 2, "{text}");
     assert_eq!(
@@ -131,7 +140,10 @@ fn a_connection_over_the_limit_is_503_through_the_hook() {
             break text;
         }
     };
-    assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{text}");
+    assert!(
+        text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{text}"
+    );
     assert!(has_date(&text), "{text}");
     let seen = seen.lock().unwrap();
     assert!(
@@ -191,7 +203,11 @@ fn a_body_limit_decided_from_the_head_applies_to_that_request_alone() {
         max_body_bytes: 10,
         // `/big…` takes bodies of up to 100 bytes, the rest keeps `max_body_bytes`' 10.
         body_limit: Some(tiny_http::BodyLimit::new(|_, target| {
-            if target.starts_with("/big") { 100 } else { 10 }
+            if target.starts_with("/big") {
+                100
+            } else {
+                10
+            }
         })),
         ..short_limits()
     };
@@ -272,9 +288,15 @@ fn a_source_over_its_cap_is_503_with_retry_after_and_others_still_get_in() {
     let mut third = connect(addr);
     let _ = third.write_all(b"GET / HTTP/1.1\r\n\r\n");
     let text = read_all(&mut third);
-    assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{text}");
+    assert!(
+        text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{text}"
+    );
     assert!(text.contains("\r\nRetry-After: 1\r\n"), "{text}");
-    assert!(text.contains("too many open connections from your address"), "{text}");
+    assert!(
+        text.contains("too many open connections from your address"),
+        "{text}"
+    );
     assert!(seen
         .lock()
         .unwrap()
@@ -285,7 +307,11 @@ fn a_source_over_its_cap_is_503_with_retry_after_and_others_still_get_in() {
 fn wait_until_open(server: &Server, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while server.num_connections() != n {
-        assert!(Instant::now() < deadline, "{} open", server.num_connections());
+        assert!(
+            Instant::now() < deadline,
+            "{} open",
+            server.num_connections()
+        );
         thread::yield_now();
     }
 }
@@ -307,7 +333,10 @@ fn full_slots_make_room_by_closing_the_keep_alive_connection_idle_longest() {
     let mut newcomer = connect(addr);
     let text = exchange_kept(&mut newcomer, b"GET / HTTP/1.1\r\n\r\n");
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
-    assert!(closed_by_server(&mut kept[0]), "the one idle longest is closed");
+    assert!(
+        closed_by_server(&mut kept[0]),
+        "the one idle longest is closed"
+    );
     // The others were not touched and still serve.
     for stream in &mut kept[1..] {
         let text = exchange_kept(stream, b"GET / HTTP/1.1\r\n\r\n");
@@ -318,6 +347,17 @@ fn full_slots_make_room_by_closing_the_keep_alive_connection_idle_longest() {
     for stream in kept[1..].iter_mut().chain([&mut newcomer]) {
         stream.write_all(b"GET / HTTP/1.1\r\n").unwrap();
     }
+    // Once the server has seen those first bytes: until then they are idle, and a late
+    // connection would rightly take one's slot.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.num_idle_connections() != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} idle",
+            server.num_idle_connections()
+        );
+        thread::yield_now();
+    }
     let deadline = Instant::now() + Duration::from_secs(5);
     let text = loop {
         let mut late = connect(addr);
@@ -327,7 +367,10 @@ fn full_slots_make_room_by_closing_the_keep_alive_connection_idle_longest() {
             break text;
         }
     };
-    assert!(text.contains("too many open connections; try again"), "{text}");
+    assert!(
+        text.contains("too many open connections; try again"),
+        "{text}"
+    );
     assert!(seen
         .lock()
         .unwrap()
@@ -341,7 +384,11 @@ fn start_with_budget() -> (Arc<Server>, SocketAddr, Seen) {
     let (server, addr, seen) = start(Limits {
         max_body_bytes: 10,
         body_limit: Some(tiny_http::BodyLimit::new(|_, target| {
-            if target.starts_with("/big") { 1000 } else { 10 }
+            if target.starts_with("/big") {
+                1000
+            } else {
+                10
+            }
         })),
         body_budget_bytes: 1000,
         idle_timeout: Duration::from_secs(5),
@@ -360,7 +407,11 @@ fn a_declared_body_the_budget_cannot_take_is_503_at_once_before_it_is_read() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while server.body_bytes_held() != 600 {
-        assert!(Instant::now() < deadline, "{} held", server.body_bytes_held());
+        assert!(
+            Instant::now() < deadline,
+            "{} held",
+            server.body_bytes_held()
+        );
         thread::yield_now();
     }
     // The same source may hold a second body only within a quarter of the budget (250):
@@ -371,11 +422,18 @@ fn a_declared_body_the_budget_cannot_take_is_503_at_once_before_it_is_read() {
         .write_all(b"POST /big HTTP/1.1\r\nContent-Length: 300\r\nExpect: 100-continue\r\n\r\n")
         .unwrap();
     let text = read_all(&mut second);
-    assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{text}");
+    assert!(
+        text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{text}"
+    );
     assert!(!text.contains("100 Continue"), "{text}");
     assert!(text.contains("\r\nRetry-After: 1\r\n"), "{text}");
     assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(seen.lock().unwrap().contains(&(
         503,
         Cause::BodyBudget,
@@ -392,11 +450,16 @@ fn a_declared_body_the_budget_cannot_take_is_503_at_once_before_it_is_read() {
     drop(stalled);
     let deadline = Instant::now() + Duration::from_secs(5);
     while server.body_bytes_held() != 0 {
-        assert!(Instant::now() < deadline, "{} held", server.body_bytes_held());
+        assert!(
+            Instant::now() < deadline,
+            "{} held",
+            server.body_bytes_held()
+        );
         thread::yield_now();
     }
     let mut big = connect(addr);
-    let mut request = b"POST /big HTTP/1.1\r\nContent-Length: 900\r\nConnection: close\r\n\r\n".to_vec();
+    let mut request =
+        b"POST /big HTTP/1.1\r\nContent-Length: 900\r\nConnection: close\r\n\r\n".to_vec();
     request.extend([b'y'; 900]);
     big.write_all(&request).unwrap();
     assert!(read_all(&mut big).starts_with("HTTP/1.1 200 OK\r\n"));
@@ -416,7 +479,11 @@ fn a_chunked_body_is_counted_as_it_grows_and_refused_once_the_budget_is_spent() 
     first.write_all(&chunk).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while server.body_bytes_held() != 400 {
-        assert!(Instant::now() < deadline, "{} held", server.body_bytes_held());
+        assert!(
+            Instant::now() < deadline,
+            "{} held",
+            server.body_bytes_held()
+        );
         thread::yield_now();
     }
     // A second from the same source: its first 200 bytes fit its quarter, the next 100 not.
@@ -429,7 +496,10 @@ fn a_chunked_body_is_counted_as_it_grows_and_refused_once_the_budget_is_spent() 
     }
     second.write_all(&request).unwrap();
     let text = read_all(&mut second);
-    assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{text}");
+    assert!(
+        text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{text}"
+    );
     assert!(text.contains("\r\nRetry-After: 1\r\n"), "{text}");
     assert!(seen
         .lock()
