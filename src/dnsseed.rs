@@ -82,7 +82,8 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn dropped() -> Answer {
+    /// No answer: the message is dropped.
+    pub fn dropped() -> Answer {
         Answer {
             bytes: None,
             qtype: None,

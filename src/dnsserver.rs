@@ -3,7 +3,8 @@
 //!
 //! - UDP: a few worker threads share one socket; each reads a datagram, answers it and sends
 //!   the answer back. The work per datagram is at most one call of `dnsseed::answer`; the
-//!   busiest questions reuse a recent answer (`dnscache`).
+//!   busiest questions reuse a recent answer (`dnscache`). Each client network gets at most
+//!   `--seed_rrl` answers a second (`rrl`); past it, an empty truncated reply or nothing.
 //! - TCP (RFC 7766, `tcp`): one thread per connection, as the HTTP side runs them, with caps
 //!   on connections, overall and per source (the connection idle longest makes room for a
 //!   newcomer), small stacks, an idle timeout, a deadline for each whole query, and a maximum
@@ -12,9 +13,9 @@
 //! Answers come from a `Healthy` view of the store's current snapshot: each thread keeps the
 //! view it last used and asks for a new one only when the store has published another
 //! snapshot; the new view is made once, under a lock, and shared. Idle UDP workers follow the
-//! store too (every `UDP_POLL`), so that a view never keeps an old table alive for long. Every answer is counted by
-//! query type and response code for `/metrics`, and the answers reused from a worker's cache
-//! are counted too.
+//! store too (every `UDP_POLL`), so that a view never keeps an old table alive for long.
+//! Every answer is counted by query type and response code for `/metrics`; the answers reused
+//! from a worker's cache, and the queries over `--seed_rrl` (slipped or dropped), apart.
 
 use std::io;
 use std::net::{
@@ -37,7 +38,7 @@ use crate::stats::Stats;
 mod rrl;
 mod tcp;
 
-pub use rrl::{ResponseLimit, Verdict};
+pub use rrl::{Action, ResponseLimit};
 pub use tcp::{
     MAX_TCP_CONNECTIONS, MAX_TCP_PER_SOURCE, MAX_TCP_QUERY, TCP_IDLE_TIMEOUT, TCP_MESSAGE_TIME,
 };
@@ -51,6 +52,7 @@ const UDP_BUFFER: usize = 4096;
 /// How often a UDP worker blocked on an idle socket looks whether it should stop.
 const UDP_POLL: Duration = Duration::from_millis(200);
 
+/// Stack of each DNS thread: they parse and build messages of at most 64 KiB on the heap.
 const STACK_BYTES: usize = 256 * 1024;
 
 /// Longest wait for the server's threads at a stop (SPEC §9 allows 2 s for all of it).
@@ -132,14 +134,33 @@ impl Shared {
     }
 
     /// What to do with a UDP query from `source` now (`--seed_rrl`).
-    fn judge(&self, source: IpAddr) -> Verdict {
+    fn judge(&self, source: IpAddr) -> Action {
         match &self.limit {
-            None => Verdict::Answer,
+            None => Action::Answer,
             Some(limit) => limit
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .judge(source, Instant::now()),
         }
+    }
+
+    /// The empty truncated reply to a query over `--seed_rrl`, counted as slipped, or as
+    /// dropped when the packet gets none (garbage); a panic (there should be none) drops it
+    /// and the thread lives on, as in `answer`.
+    fn slip(&self, packet: &[u8]) -> Answer {
+        let answer = panic::catch_unwind(|| dnsseed::slip(packet)).unwrap_or_else(|_| {
+            log::error!(
+                "DNS slip panicked on a {}-byte message; dropped",
+                packet.len()
+            );
+            Answer::dropped()
+        });
+        let counter = match answer.bytes {
+            Some(_) => &self.stats.dns.slipped,
+            None => &self.stats.dns.rate_dropped,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        answer
     }
 
     /// The current shared view, for a thread starting up.
@@ -178,12 +199,7 @@ impl Shared {
                 "DNS answer panicked on a {}-byte message; dropped",
                 packet.len()
             );
-            Answer {
-                bytes: None,
-                qtype: None,
-                rcode: None,
-                truncated: false,
-            }
+            Answer::dropped()
         });
         self.stats.dns.count(&answer);
         answer
@@ -345,14 +361,11 @@ fn serve_udp(socket: &UdpSocket, shared: &Shared) {
         }
         let packet = &buffer[..len];
         let answer = match shared.judge(peer.ip()) {
-            Verdict::Answer => {
+            Action::Answer => {
                 shared.answer(packet, Protocol::Udp, &mut view, Some(&mut cache), &mut rng)
             }
-            Verdict::Slip => {
-                shared.stats.dns.slipped.fetch_add(1, Ordering::Relaxed);
-                dnsseed::slip(packet)
-            }
-            Verdict::Drop => {
+            Action::Slip => shared.slip(packet),
+            Action::Drop => {
                 shared
                     .stats
                     .dns

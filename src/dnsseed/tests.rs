@@ -297,6 +297,9 @@ fn malformed_packets_are_dropped_or_formerr() {
         };
         let got = answer(&z, &healthy(&known), &packet, Protocol::Udp, &mut rng);
         assert!(got.bytes.is_none_or(|b| b.len() <= 512));
+        // The reply over --seed_rrl reads the same untrusted bytes: never longer than them.
+        let slipped = slip(&packet);
+        assert!(slipped.bytes.is_none_or(|b| b.len() <= packet.len()));
     }
 }
 

@@ -1,8 +1,9 @@
 //! Response-rate limiting for DNS over UDP (`--seed_rrl`): what keeps a seed from being a
 //! reflector. A UDP query's source address can be forged, so an attacker can have the seed
 //! send its answers (up to 24 times a query's size, within 1,232 bytes) to a victim. Each
-//! client network (IPv4 `/24`, IPv6 `/56`, as BIND's and NSD's RRL group them) gets a token
-//! bucket of `--seed_rrl` answers per second; past it, every second query is answered with
+//! client network (IPv4 `/24`, IPv6 `/56`, BIND's defaults; NSD takes IPv6 `/64`) gets a token
+//! bucket of `--seed_rrl` answers per second; past it, every second query from that network
+//! is answered with
 //! an empty, truncated reply (a *slip*: no bigger than the query, `TC` set, so that a real
 //! client behind a busy resolver asks again over TCP, whose handshake proves its address) and
 //! the others are dropped. TCP is never limited here (it has its own connection bounds).
@@ -21,12 +22,18 @@ use crate::policy::TokenBuckets;
 /// `TokenBuckets`). About 100 bytes each.
 const MAX_NETWORKS: usize = 65_536;
 
-/// Of the queries over the limit, one in this many gets a slip (BIND's and NSD's default 2).
-const SLIP: u64 = 2;
+/// Of a network's queries over the limit, one in this many gets a slip (BIND's and NSD's
+/// default 2).
+const SLIP: u8 = 2;
+
+/// Counters of queries over the limit, by a hash of the network: a fixed table, so that
+/// forged sources cannot grow it; two networks sharing a counter only shift which of their
+/// queries slip.
+const SLIP_COUNTERS: usize = 4096;
 
 /// What to do with one UDP query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Action {
     /// Within the limit: answer it.
     Answer,
     /// Over the limit: send the empty truncated reply.
@@ -39,8 +46,8 @@ pub enum Verdict {
 #[derive(Debug)]
 pub struct ResponseLimit {
     buckets: TokenBuckets,
-    /// Queries over the limit so far, for choosing the slips.
-    over: u64,
+    /// Queries over the limit so far, per network (by `slot`), for choosing the slips.
+    over: Box<[u8; SLIP_COUNTERS]>,
 }
 
 impl ResponseLimit {
@@ -49,22 +56,35 @@ impl ResponseLimit {
     pub fn new(per_second: u32) -> Option<ResponseLimit> {
         (per_second > 0).then(|| ResponseLimit {
             buckets: TokenBuckets::new(f64::from(per_second), per_second, MAX_NETWORKS),
-            over: 0,
+            over: Box::new([0; SLIP_COUNTERS]),
         })
     }
 
     /// The verdict for a query from `source` at `now`.
-    pub fn judge(&mut self, source: IpAddr, now: Instant) -> Verdict {
-        if self.buckets.try_take(network(source), now).is_ok() {
-            return Verdict::Answer;
+    pub fn judge(&mut self, source: IpAddr, now: Instant) -> Action {
+        let network = network(source);
+        if self.buckets.try_take(network, now).is_ok() {
+            return Action::Answer;
         }
-        self.over += 1;
-        if self.over.is_multiple_of(SLIP) {
-            Verdict::Slip
+        let over = &mut self.over[slot(network)];
+        *over = over.wrapping_add(1) % SLIP;
+        if *over == 0 {
+            Action::Slip
         } else {
-            Verdict::Drop
+            Action::Drop
         }
     }
+}
+
+/// The slip counter of `network` (an address from `network()`): its bits above the host
+/// part, folded to `SLIP_COUNTERS` entries.
+fn slot(network: IpAddr) -> usize {
+    let bits = match network {
+        IpAddr::V4(v4) => u128::from(u32::from(v4) >> 8),
+        IpAddr::V6(v6) => u128::from(v6) >> 72,
+    };
+    let folded = bits ^ (bits >> 12) ^ (bits >> 24) ^ (bits >> 36) ^ (bits >> 48);
+    (folded % SLIP_COUNTERS as u128) as usize
 }
 
 /// The client network of `ip`, as an address with the host bits cleared: IPv4 `/24`, IPv6
@@ -89,16 +109,25 @@ mod tests {
     fn a_network_gets_its_rate_then_slips_and_drops_alternately() {
         let mut limit = ResponseLimit::new(5).unwrap();
         let now = Instant::now();
-        let verdicts: Vec<Verdict> = (0..9)
+        let verdicts: Vec<Action> = (0..9)
             .map(|i| limit.judge(ip(&format!("192.0.2.{i}")), now))
             .collect();
-        use Verdict::*;
+        use Action::*;
         assert_eq!(
             verdicts,
             [
                 Answer, Answer, Answer, Answer, Answer, Drop, Slip, Drop, Slip
             ]
         );
+        // Each network over the limit has its own alternation.
+        assert_eq!(limit.judge(ip("198.51.100.1"), now), Answer);
+        for _ in 0..4 {
+            limit.judge(ip("198.51.100.1"), now);
+        }
+        assert_eq!(limit.judge(ip("198.51.100.1"), now), Drop);
+        assert_eq!(limit.judge(ip("192.0.2.1"), now), Drop);
+        assert_eq!(limit.judge(ip("198.51.100.1"), now), Slip);
+        assert_eq!(limit.judge(ip("192.0.2.1"), now), Slip);
         // Another /24 is unaffected; the first gets one answer per 1/5 s again.
         assert_eq!(limit.judge(ip("192.0.3.1"), now), Answer);
         assert_eq!(
@@ -111,12 +140,12 @@ mod tests {
     fn ipv6_networks_are_slash_56_and_mapped_addresses_are_ipv4() {
         let mut limit = ResponseLimit::new(1).unwrap();
         let now = Instant::now();
-        assert_eq!(limit.judge(ip("2001:db8:0:1::1"), now), Verdict::Answer);
+        assert_eq!(limit.judge(ip("2001:db8:0:1::1"), now), Action::Answer);
         // The same /56, another /64: the same bucket.
-        assert_ne!(limit.judge(ip("2001:db8:0:ff::1"), now), Verdict::Answer);
-        assert_eq!(limit.judge(ip("2001:db8:0:100::1"), now), Verdict::Answer);
-        assert_eq!(limit.judge(ip("::ffff:198.51.100.7"), now), Verdict::Answer);
-        assert_ne!(limit.judge(ip("198.51.100.200"), now), Verdict::Answer);
+        assert_ne!(limit.judge(ip("2001:db8:0:ff::1"), now), Action::Answer);
+        assert_eq!(limit.judge(ip("2001:db8:0:100::1"), now), Action::Answer);
+        assert_eq!(limit.judge(ip("::ffff:198.51.100.7"), now), Action::Answer);
+        assert_ne!(limit.judge(ip("198.51.100.200"), now), Action::Answer);
     }
 
     #[test]
