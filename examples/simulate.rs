@@ -160,6 +160,52 @@ fn run_name(config: &Config) -> String {
             config.slice != d.slice,
             config.slice.as_millis().to_string(),
         ),
+        (
+            "f",
+            config.fail_limit != d.fail_limit,
+            config.fail_limit.to_string(),
+        ),
+        (
+            "list",
+            config.list_limit != d.list_limit,
+            config.list_limit.to_string(),
+        ),
+        (
+            "t",
+            config.timeout != d.timeout,
+            config.timeout.as_secs_f64().to_string(),
+        ),
+        (
+            "ct",
+            config.check_threads != d.check_threads,
+            config.check_threads.to_string(),
+        ),
+        (
+            "st",
+            config.seed_timeout != d.seed_timeout,
+            config.seed_timeout.as_secs_f64().to_string(),
+        ),
+        (
+            "sct",
+            config.seed_check_threads != d.seed_check_threads,
+            config.seed_check_threads.to_string(),
+        ),
+        (
+            "as",
+            config.attack_size != d.attack_size,
+            config.attack_size.to_string(),
+        ),
+        (
+            "ar",
+            config.attack_round != d.attack_round,
+            config.attack_round.to_string(),
+        ),
+        (
+            "obs",
+            config.observers != d.observers,
+            config.observers.to_string(),
+        ),
+        ("pr", config.probes != d.probes, config.probes.to_string()),
     ];
     for (key, differs, value) in extras {
         if differs {
@@ -478,9 +524,18 @@ fn compare(mut args: pico_args::Arguments, files: &str) -> Result<()> {
         let text = fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
         let mut lines = text.lines();
         let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
-        let rows: Vec<Vec<f64>> = lines
-            .map(|line| line.split(',').map(|v| v.parse().unwrap_or(0.0)).collect())
-            .collect();
+        let mut rows: Vec<Vec<f64>> = Vec::new();
+        for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let row: Vec<f64> = line
+                .split(',')
+                .map(|v| v.trim().parse::<f64>())
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| format!("{file} line {}: {e}", i + 2))?;
+            if row.len() != header.len() {
+                return Err(format!("{file} line {}: not {} columns", i + 2, header.len()).into());
+            }
+            rows.push(row);
+        }
         runs.push((
             header.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
             rows,

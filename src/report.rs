@@ -35,6 +35,13 @@ pub struct Profile {
     pub settings: Settings,
 }
 
+impl Profile {
+    /// Whether this process runs feelers (`feeler.rs`): a node does, a seed never.
+    pub fn feels(&self) -> bool {
+        self.role == "node"
+    }
+}
+
 /// The server's load at the time of a request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Load {
@@ -161,7 +168,7 @@ pub fn status<'a>(facts: &Facts<'a>) -> Status<'a> {
         load,
         app,
     } = facts;
-    let feels = profile.role == "node";
+    let feels = profile.feels();
     let last_round = stats.last_round().map(|round| LastRound {
         ended: rfc3339(round.ended),
         ended_unix: round

@@ -233,15 +233,15 @@ pub fn metrics(facts: &Facts<'_>) -> String {
     out.single(
         "nodes_learned_total",
         "counter",
-        "Nodes learned from peers and seed servers.",
+        "Nodes learned from peers, seed servers and seed domains (feelers included).",
         read(&stats.learned),
     );
     // A seed never feels (the feeler is a node's, `feeler.rs`).
-    if profile.role == "node" {
+    if profile.feels() {
         out.single(
             "feelers_total",
             "counter",
-            "Feeler requests: a seed asked by a node that knows enough (once in 20 rounds).",
+            "Feeler requests: a seed (or seed domain) asked by a node that knows enough.",
             read(&stats.feelers),
         );
         out.single(

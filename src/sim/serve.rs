@@ -84,6 +84,7 @@ impl Simulation {
     /// (see `slice`): `routes::handle` decides against `view`, `j`'s table as the slice
     /// found it, drawing from `rng` (the request's own, so that no other request's order
     /// matters).
+    ///
     /// An answer that needs no change is given at once (`Sliced::Now`). One that would
     /// change the table waits for the slice's end (`Sliced::Later`), where the request is
     /// served again with `serve` against the table as it is then; meanwhile a registering
