@@ -73,7 +73,7 @@ fn a_node_that_knows_enough_learns_a_node_only_the_seed_knows() {
     });
     assert_eq!(a.get("/status").json()["totals"]["feeler_learned"], 1);
     // A seed never feels: it shows no feeler counters.
-    assert!(!seed.get("/metrics").body.contains("feeler"));
+    assert!(!seed.get("/metrics").body.contains("seedmesh_feeler"));
     assert!(
         seed.get("/status").json()["totals"]
             .get("feelers")
