@@ -40,7 +40,6 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
                         .unwrap_or_else(PoisonError::into_inner) = Some(lookup);
                 }
             });
-        let not_asked = || PeerError::Network("not asked".into());
         let not_looked_up = || LookupError::NoResolver("not looked up".into());
         (
             seeds.into_iter().map(|s| taken(s, not_asked)).collect(),
@@ -66,13 +65,16 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
         });
         answers
             .into_iter()
-            .map(|slot| {
-                slot.into_inner()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .unwrap_or(Err(PeerError::Network("not asked".into())))
-            })
+            .map(|slot| taken(slot, not_asked))
             .collect()
     }
+}
+
+/// What a request whose task left no result is taken for: a transport whose `each` skipped
+/// the call (the real one makes every call, and a panic in one ends the round, which is
+/// logged and counted).
+fn not_asked() -> PeerError {
+    PeerError::Network("not asked".into())
 }
 
 /// The result a parallel task left in `slot`, or `missing()` when it left none.
