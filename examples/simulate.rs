@@ -123,96 +123,38 @@ fn run_name(config: &Config) -> String {
     if let Some((from, to)) = config.partition {
         name += &format!("-p{from}_{to}");
     }
-    let extras = [
-        ("loss", config.loss != d.loss, config.loss.to_string()),
-        (
-            "bh",
-            config.black_holes != d.black_holes,
-            config.black_holes.to_string(),
-        ),
-        (
-            "k",
-            config.kn_limit != d.kn_limit,
-            config.kn_limit.to_string(),
-        ),
-        (
-            "max",
-            config.max_nodes != d.max_nodes,
-            config.max_nodes.to_string(),
-        ),
-        (
-            "smax",
-            config.seed_max_nodes != d.seed_max_nodes,
-            config.seed_max_nodes.to_string(),
-        ),
-        (
-            "lat",
-            config.latency != d.latency,
-            config.latency.as_millis().to_string(),
-        ),
-        (
-            "u",
-            config.upd_int != d.upd_int,
-            config.upd_int.as_secs_f64().to_string(),
-        ),
-        (
-            "slice",
-            config.slice != d.slice,
-            config.slice.as_millis().to_string(),
-        ),
-        (
-            "f",
-            config.fail_limit != d.fail_limit,
-            config.fail_limit.to_string(),
-        ),
-        (
-            "list",
-            config.list_limit != d.list_limit,
-            config.list_limit.to_string(),
-        ),
-        (
-            "t",
-            config.timeout != d.timeout,
-            config.timeout.as_secs_f64().to_string(),
-        ),
-        (
-            "ct",
-            config.check_threads != d.check_threads,
-            config.check_threads.to_string(),
-        ),
-        (
-            "st",
-            config.seed_timeout != d.seed_timeout,
-            config.seed_timeout.as_secs_f64().to_string(),
-        ),
-        (
-            "sct",
-            config.seed_check_threads != d.seed_check_threads,
-            config.seed_check_threads.to_string(),
-        ),
-        (
-            "as",
-            config.attack_size != d.attack_size,
-            config.attack_size.to_string(),
-        ),
-        (
-            "ar",
-            config.attack_round != d.attack_round,
-            config.attack_round.to_string(),
-        ),
-        (
-            "obs",
-            config.observers != d.observers,
-            config.observers.to_string(),
-        ),
-        ("pr", config.probes != d.probes, config.probes.to_string()),
-    ];
-    for (key, differs, value) in extras {
-        if differs {
+    for ((key, value), (_, default)) in extras(config).into_iter().zip(extras(&d)) {
+        if value != default {
             name += &format!("-{key}{value}");
         }
     }
     name
+}
+
+/// The flags a file name carries when they differ from their defaults: (key, value as
+/// written in the name).
+fn extras(c: &Config) -> [(&'static str, String); 18] {
+    let seconds = |d: Duration| d.as_secs_f64().to_string();
+    [
+        ("loss", c.loss.to_string()),
+        ("bh", c.black_holes.to_string()),
+        ("k", c.kn_limit.to_string()),
+        ("max", c.max_nodes.to_string()),
+        ("smax", c.seed_max_nodes.to_string()),
+        ("lat", c.latency.as_millis().to_string()),
+        ("u", seconds(c.upd_int)),
+        ("slice", c.slice.as_millis().to_string()),
+        ("f", c.fail_limit.to_string()),
+        ("list", c.list_limit.to_string()),
+        ("t", seconds(c.timeout)),
+        ("ct", c.check_threads.to_string()),
+        ("st", seconds(c.seed_timeout)),
+        ("sct", c.seed_check_threads.to_string()),
+        ("as", c.attack_size.to_string()),
+        ("ar", c.attack_round.to_string()),
+        ("obs", c.observers.to_string()),
+        ("pr", c.probes.to_string()),
+    ]
 }
 
 /// The value of `flag` read by `parse`, or none when it is not given. An error names the
