@@ -478,9 +478,7 @@ fn a_low_open_file_limit_lowers_connections_and_checks_with_a_warning_and_status
     // 1,372 left after the 128 kept, shared evenly by the two equal defaults. The warning
     // comes on stderr, read by a thread of its own: wait for it rather than race it.
     let warning = "--max_conns lowered from 1024 to 686 and --check_threads from 1024 to 686";
-    wait_until(Duration::from_secs(5), "the open-file warning", || {
-        dns.stderr().contains(warning)
-    });
+    dns.wait_log(warning);
     let status = dns.get("/status").json();
     assert_eq!(status["settings"]["max_conns"], 686, "{status}");
     assert_eq!(status["settings"]["check_threads"], 686, "{status}");

@@ -232,10 +232,7 @@ fn a_connection_over_max_conns_gets_a_503_with_date_and_the_api_error_body() {
         assert_eq!(answers(&raw)[0].status, 503);
     }
     // The warning is written after the answer is sent: wait for it, then count.
-    wait_until(Duration::from_secs(5), "the 503 warning", || {
-        dns.stderr().contains("refused with 503: --max_conns")
-    });
-    let log = dns.stderr();
+    let log = dns.wait_log("refused with 503: --max_conns");
     assert_eq!(
         log.matches("refused with 503: --max_conns").count(),
         1,

@@ -184,9 +184,7 @@ fn a_stop_signal_wakes_the_update_thread_from_its_sleep() {
             args.extend(["--dns", &dead_seed]);
         }
         let mut proc = spawn(bin, dir.path(), &args);
-        wait_until(Duration::from_secs(10), "the first round is over", || {
-            proc.stderr().contains("round:")
-        });
+        proc.wait_log("round:");
 
         let stopped = proc.signal(signal, Duration::from_secs(10));
         let what = format!("{bin} SIG{signal} mid-sleep");
