@@ -9,7 +9,7 @@ use std::time::UNIX_EPOCH;
 use serde::Serialize;
 
 use crate::app::AppStatus;
-use crate::config::Settings;
+use crate::config::{Kind, Settings};
 use crate::logging::rfc3339;
 use crate::membership::Snapshot;
 use crate::nodes::Node;
@@ -38,7 +38,7 @@ pub struct Profile {
 impl Profile {
     /// Whether this process runs feelers (`feeler.rs`): a node does, a seed never.
     pub fn feels(&self) -> bool {
-        self.role == "node"
+        self.settings.kind == Kind::Node
     }
 }
 
