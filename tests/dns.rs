@@ -431,20 +431,13 @@ fn a_udp_flood_from_one_network_gets_the_rate_then_slips_and_tcp_still_answers()
     }
     // What the seed did with each, from its counters: once all 40 are accounted for, every
     // reply is in this socket's buffer, however slowly a loaded machine got there.
-    let metric = |name: &str| {
-        let metrics = seed.get("/metrics").body;
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
-            .unwrap_or(0)
-    };
     let answered = r#"seedmesh_dns_queries_total{qtype="SOA",rcode="NOERROR"}"#;
     let slipped = r#"seedmesh_dns_rate_limited_total{action="slipped"}"#;
     let dropped = r#"seedmesh_dns_rate_limited_total{action="dropped"}"#;
     wait_until(
         Duration::from_secs(10),
         "the 40 queries are accounted for",
-        || metric(answered) + metric(slipped) + metric(dropped) == 40,
+        || seed.metric(answered) + seed.metric(slipped) + seed.metric(dropped) == 40,
     );
     let (mut full, mut slips) = (0, 0);
     let mut buffer = [0u8; 2048];
@@ -465,7 +458,7 @@ fn a_udp_flood_from_one_network_gets_the_rate_then_slips_and_tcp_still_answers()
     }
     // 5 at once (the burst), maybe a few more as the bucket refills during the flood; of the
     // rest, every second one slips and the others get nothing.
-    assert_eq!((metric(answered), metric(slipped)), (full, slips));
+    assert_eq!((seed.metric(answered), seed.metric(slipped)), (full, slips));
     assert!((5..40).contains(&full), "{full} full answers");
     assert_eq!(
         slips,

@@ -38,15 +38,6 @@ fn closed_by_server(stream: &mut TcpStream) -> bool {
     }
 }
 
-/// The value of one sample of `/metrics`, 0 when it is absent.
-fn metric(proc: &Proc, sample: &str) -> u64 {
-    let metrics = proc.get("/metrics").body;
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn one_address_cannot_hold_every_connection_and_other_clients_are_served() {
     let dir = TempDir::new("per-ip");
@@ -81,9 +72,9 @@ fn one_address_cannot_hold_every_connection_and_other_clients_are_served() {
     );
     // Refused ones are counted as the connection layer's answers.
     let sample = r#"seedmesh_http_requests_total{route="other",method="other",status="503"}"#;
-    assert_eq!(metric(&dns, sample), 36);
+    assert_eq!(dns.metric(sample), 36);
     let sample = r#"seedmesh_connections_refused_total{bound="max_conns_per_ip"}"#;
-    assert_eq!(metric(&dns, sample), 36);
+    assert_eq!(dns.metric(sample), 36);
     // One warning line for the 36, not 36 lines.
     let log = dns.wait_log("(this time from 127.66.6.6)");
     assert_eq!(log.matches("--max_conns_per_ip open").count(), 1, "{log}");

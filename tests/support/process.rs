@@ -211,6 +211,15 @@ impl Proc {
             .expect("the 'dns seeding on' log line")
     }
 
+    /// The value of one sample of its `/metrics` (`name{labels}` as printed), 0 when absent.
+    pub fn metric(&self, sample: &str) -> u64 {
+        let metrics = self.get("/metrics").body;
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0)
+    }
+
     pub fn get(&self, path: &str) -> Resp {
         request("GET", self.addr, path, None, &[])
     }
