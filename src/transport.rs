@@ -137,17 +137,13 @@ pub trait Transport: Sync {
     /// `GET /nodes/?limit=LIMIT`, otherwise as `fetch_nodes`: a diverse sample of at most
     /// `limit` nodes (SPEC §2, §11), which the feeler asks a seed for (`feeler.rs`). A peer
     /// that ignores the query (the original implementation) answers its whole list, and the
-    /// caller takes what it needs from that. A transport that cannot ask for a sample asks
-    /// for the whole list.
+    /// caller takes what it needs from that.
     fn fetch_sample(
         &self,
         node: &Node,
         me: Option<&Node>,
         limit: usize,
-    ) -> Result<PeerList, PeerError> {
-        let _ = limit;
-        self.fetch_nodes(node, me)
-    }
+    ) -> Result<PeerList, PeerError>;
 
     /// The nodes a DNS seed lists for `domain`: `_seedmesh._tcp.DOMAIN SRV` (SPEC §12), looked
     /// up within the same bound as a request. A transport without DNS (the simulator's) finds
