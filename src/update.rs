@@ -80,6 +80,16 @@ pub struct NodeRole {
     pub seed_domains: Vec<String>,
 }
 
+impl NodeRole {
+    /// The node a request carries as its announcement: this node, unless the round is quiet.
+    pub fn announced(&self, presence: Presence) -> Option<&Node> {
+        match presence {
+            Presence::Announce => Some(&self.me),
+            Presence::Quiet => None,
+        }
+    }
+}
+
 /// Whether a node announces itself in a round. A node whose chain application fails its
 /// health check (`--app_health`, SPEC §13) goes quiet: it sends no `POST /` with itself and
 /// no node body with its `GET /nodes/`, and checks its peers with `GET /` instead, so that its
@@ -141,10 +151,7 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
         round: &mut Round,
         stopping: &dyn Fn() -> bool,
     ) {
-        let me = match presence {
-            Presence::Announce => Some(&role.me),
-            Presence::Quiet => None,
-        };
+        let me = role.announced(presence);
         let feeler_cycle = {
             let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
             upkeep.feeler_cycle(&mut rng)

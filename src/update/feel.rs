@@ -31,10 +31,7 @@ impl<M: Membership, T: Transport, C: Clock> Updater<M, T, C> {
             let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
             feeler::choose(&role.seeds, &role.seed_domains, &mut rng)
         };
-        let me = match presence {
-            Presence::Announce => Some(&role.me),
-            Presence::Quiet => None,
-        };
+        let me = role.announced(presence);
         let (from, answer): (&dyn fmt::Display, Option<PeerList>) = match &ask {
             None => return,
             Some(Ask::Seed(seed)) => {
