@@ -40,10 +40,8 @@ impl Simulation {
         now: Instant,
     ) -> Response {
         let proc = &self.procs[j];
-        if let (Kind::Liar, "GET", Some(attacker)) = (proc.kind, method, &self.attacker)
-            && target.starts_with("/nodes")
-        {
-            return attacker.fabricated_list(None);
+        if let Some(lie) = self.lie(proc.kind, method, target, None) {
+            return lie;
         }
         let api = self.api(proc.kind);
         let request = Request {
@@ -97,10 +95,8 @@ impl Simulation {
         now: Instant,
         rng: &mut fastrand::Rng,
     ) -> Sliced {
-        if let (Kind::Liar, "GET", Some(attacker)) = (kind, request.method, &self.attacker)
-            && request.target.starts_with("/nodes")
-        {
-            return Sliced::Now(attacker.fabricated_list(Some(rng)));
+        if let Some(lie) = self.lie(kind, request.method, request.target, Some(&mut *rng)) {
+            return Sliced::Now(lie);
         }
         // A registration's token is taken at the slice's end, from the target's own buckets;
         // here a fresh bucket stands in, which always has one.
@@ -127,6 +123,20 @@ impl Simulation {
             Reply::Commit { .. } => Sliced::Later(None),
             Reply::Report(_) | Reply::Forward(_) => Sliced::Now(Response::empty(200)),
         }
+    }
+
+    /// The lying peer's answer to a `GET /nodes…` (the adversary's behaviour, not the
+    /// routes'), drawn from `rng` or the attacker's own; none for any other request.
+    fn lie(
+        &self,
+        kind: Kind,
+        method: &str,
+        target: &str,
+        rng: Option<&mut fastrand::Rng>,
+    ) -> Option<Response> {
+        let attacker = self.attacker.as_ref()?;
+        (kind == Kind::Liar && method == "GET" && target.starts_with("/nodes"))
+            .then(|| attacker.fabricated_list(rng))
     }
 
     /// The API settings of a process of `kind`.
