@@ -148,13 +148,7 @@ impl Shared {
     /// dropped when the packet gets none (garbage); a panic (there should be none) drops it
     /// and the thread lives on, as in `answer`.
     fn slip(&self, packet: &[u8]) -> Answer {
-        let answer = panic::catch_unwind(|| dnsseed::slip(packet)).unwrap_or_else(|_| {
-            log::error!(
-                "DNS slip panicked on a {}-byte message; dropped",
-                packet.len()
-            );
-            Answer::dropped()
-        });
+        let answer = guarded("slip", packet, || dnsseed::slip(packet));
         let counter = match answer.bytes {
             Some(_) => &self.stats.dns.slipped,
             None => &self.stats.dns.rate_dropped,
@@ -180,7 +174,7 @@ impl Shared {
         cache: Option<&mut AnswerCache>,
         rng: &mut fastrand::Rng,
     ) -> Answer {
-        let answer = panic::catch_unwind(AssertUnwindSafe(|| {
+        let answer = guarded("answer", packet, || {
             self.refresh(view);
             match cache {
                 Some(cache) if protocol == Protocol::Udp => {
@@ -193,17 +187,22 @@ impl Shared {
                 }
                 _ => dnsseed::answer(&self.zone, view, packet, protocol, rng),
             }
-        }))
-        .unwrap_or_else(|_| {
-            log::error!(
-                "DNS answer panicked on a {}-byte message; dropped",
-                packet.len()
-            );
-            Answer::dropped()
         });
         self.stats.dns.count(&answer);
         answer
     }
+}
+
+/// What `reply` makes of `packet`, or no answer if it panics (there should be none): the
+/// message is dropped, logged as `what`, and the thread lives on.
+fn guarded(what: &str, packet: &[u8], reply: impl FnOnce() -> Answer) -> Answer {
+    panic::catch_unwind(AssertUnwindSafe(reply)).unwrap_or_else(|_| {
+        log::error!(
+            "DNS {what} panicked on a {}-byte message; dropped",
+            packet.len()
+        );
+        Answer::dropped()
+    })
 }
 
 /// Binds `--seed_listen` and serves the zone of `settings` from `nodes`, the store's
